@@ -1,0 +1,99 @@
+"""Run settings shared by every chapter: quick mode, device choice and seeding (chapter 00).
+
+Quick mode is the one switch that makes chapters cheap enough for CI: set the environment
+variable ``DIFFUSION_LAB_QUICK=1`` before starting Jupyter (or the tests), and every chapter
+trains for fewer steps and draws fewer samples. Learners get the full mode by default.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+QUICK_ENV = "DIFFUSION_LAB_QUICK"
+DEVICE_ENV = "DIFFUSION_LAB_DEVICE"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+T = TypeVar("T")
+
+
+def quick_mode() -> bool:
+    """True when ``DIFFUSION_LAB_QUICK`` asks for the short CI-sized runs.
+
+    Read afresh on every call, so a notebook may flip it with ``os.environ`` mid-session.
+    """
+    value = os.environ.get(QUICK_ENV, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(
+        f"{QUICK_ENV}={os.environ[QUICK_ENV]!r} is not understood: set it to 1 for quick mode "
+        f"or 0 (or leave it unset) for the full course."
+    )
+
+
+def pick(full: T, quick: T) -> T:
+    """Choose a setting by mode: ``n_steps = pick(full=2000, quick=50)``."""
+    return quick if quick_mode() else full
+
+
+def mode_name() -> str:
+    """``"quick"`` or ``"full"``, for printing at the top of a chapter."""
+    return "quick" if quick_mode() else "full"
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def pick_device(preferred: str | torch.device | None = None) -> torch.device:
+    """The device to compute on: CUDA, then Apple's MPS, then the CPU.
+
+    ``preferred`` (or the environment variable ``DIFFUSION_LAB_DEVICE``) overrides the
+    choice, e.g. ``pick_device("cpu")`` to compare timings. Asking for a device this
+    machine does not have is an error rather than a silent fallback.
+    """
+    choice = preferred if preferred is not None else os.environ.get(DEVICE_ENV) or None
+    if choice is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(choice)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"{choice!r} is not a device name; use 'cpu', 'cuda', 'cuda:1' or 'mps'."
+        ) from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {choice!r} was asked for but this PyTorch sees no CUDA GPU; use 'cpu'.")
+    if device.type == "mps" and not _mps_available():
+        raise ValueError(f"device {choice!r} was asked for but Apple's MPS is not available here; use 'cpu'.")
+    if device.type not in {"cpu", "cuda", "mps"}:
+        raise ValueError(f"device {choice!r} is not supported by the course; use 'cpu', 'cuda' or 'mps'.")
+    return device
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch for a reproducible run and return a CPU ``torch.Generator``.
+
+    The course passes explicit generators to anything random it controls; seeding the
+    global generators as well catches the rest (weight initialisation, dropout).
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)

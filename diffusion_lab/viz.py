@@ -1,0 +1,242 @@
+"""Pictures the chapters draw: image grids, noising strips, schedule curves, animations (chapters 01-02).
+
+Images are tensors in [-1, 1], shaped (C, H, W) or batched (B, C, H, W), as everywhere in the course.
+Every function returns the matplotlib Figure it drew, so a notebook can show it or save it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable, Sequence
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from PIL import Image
+
+from diffusion_lab.schedules import NoiseSchedule
+
+# Output metadata key naming the mime types that only make sense while a kernel is live (a widget
+# view, a GIF in HTML). tools/build_chapters.py drops them from the saved notebooks, so GitHub and
+# a freshly opened notebook show the static picture that is always stored beside them.
+LIVE_ONLY = "diffusion_lab_live_only"
+
+
+def use_course_style() -> None:
+    """Figure defaults for the chapters: modest DPI (small notebooks), no top/right spines."""
+    matplotlib.rcParams.update(
+        {
+            "figure.dpi": 80,
+            "savefig.dpi": 80,
+            "font.size": 10,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.titlesize": 10,
+            "image.interpolation": "nearest",
+        }
+    )
+
+
+def to_display(x: torch.Tensor) -> np.ndarray:
+    """One image in [-1, 1], (C, H, W) or (H, W), as a float array in [0, 1]: (H, W, 3) or (H, W) for grey."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected an image tensor, got {type(x).__name__}")
+    x = x.detach().float().cpu()
+    if x.ndim == 3 and x.shape[0] in (1, 3):
+        x = x[0] if x.shape[0] == 1 else x.permute(1, 2, 0)
+    elif x.ndim != 2:
+        raise ValueError(f"expected one image shaped (C, H, W) with C in (1, 3) or (H, W), got {tuple(x.shape)}")
+    return ((x.clamp(-1, 1) + 1) / 2).numpy()
+
+
+def make_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 1.0) -> torch.Tensor:
+    """Tile a batch (B, C, H, W) into one image (C, rows * (H + p) + p, nrow * (W + p) + p)."""
+    if images.ndim != 4:
+        raise ValueError(f"make_grid expects a batch shaped (B, C, H, W), got {tuple(images.shape)}")
+    B, C, H, W = images.shape
+    ncol = max(1, min(nrow, B))
+    nrows = -(-B // ncol)
+    grid = torch.full(
+        (C, nrows * (H + padding) + padding, ncol * (W + padding) + padding), pad_value, dtype=images.dtype
+    )
+    for i in range(B):
+        r, c = divmod(i, ncol)
+        top, left = padding + r * (H + padding), padding + c * (W + padding)
+        grid[:, top : top + H, left : left + W] = images[i].detach().cpu()
+    return grid
+
+
+def show_images(
+    images: torch.Tensor | Sequence[torch.Tensor],
+    nrow: int = 8,
+    titles: Sequence[str] | None = None,
+    suptitle: str | None = None,
+    scale: float = 1.2,
+) -> Figure:
+    """Show a batch of images (B, C, H, W) in [-1, 1] as a grid, one titled panel each."""
+    if not isinstance(images, torch.Tensor):
+        images = torch.stack(list(images))
+    if images.ndim == 3:
+        images = images.unsqueeze(0)
+    B = images.shape[0]
+    if titles is not None and len(titles) != B:
+        raise ValueError(f"got {len(titles)} titles for {B} images")
+    ncol = max(1, min(nrow, B))
+    nrows = -(-B // ncol)
+    fig, axes = plt.subplots(nrows, ncol, figsize=(scale * ncol, scale * nrows + (0.3 if titles else 0)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < B:
+            ax.imshow(to_display(images[i]), cmap="gray", vmin=0, vmax=1)
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def png_bytes(x: torch.Tensor, scale: int = 1) -> bytes:
+    """Encode one image in [-1, 1] as PNG bytes, enlarged ``scale`` times with crisp pixels."""
+    arr = (to_display(x) * 255).round().astype(np.uint8)
+    img = Image.fromarray(arr)
+    if scale != 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def noising_strip(
+    x0: torch.Tensor,
+    schedules: NoiseSchedule | Sequence[NoiseSchedule],
+    ts: Sequence[int],
+    *,
+    seed: int = 0,
+    scale: float = 1.3,
+) -> Figure:
+    """x_t for each t in ``ts``, one row per schedule, all rows sharing the same noise eps.
+
+    x0: one image (C, H, W) in [-1, 1]. Each panel is titled with t and alpha_bar_t.
+    """
+    if isinstance(schedules, NoiseSchedule):
+        schedules = [schedules]
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+    fig, axes = plt.subplots(len(schedules), len(ts), figsize=(scale * len(ts), scale * len(schedules) + 0.4),
+                             squeeze=False)
+    for r, schedule in enumerate(schedules):
+        for c, t in enumerate(ts):
+            xt = schedule.add_noise(x0, eps, int(t))
+            ax = axes[r, c]
+            ax.imshow(to_display(xt), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(f"t={t}\nᾱ={float(schedule.alpha_bars[t]):.2f}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(schedule.name)
+    fig.tight_layout()
+    return fig
+
+
+def plot_schedules(schedules: Sequence[NoiseSchedule]) -> Figure:
+    """Two panels against t / T: alpha_bar_t (how much signal survives) and log SNR(t)."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for s in schedules:
+        u = torch.arange(s.T) / s.T
+        ax1.plot(u, s.alpha_bars.cpu(), label=s.name)
+        ax2.plot(u, s.log_snr(torch.arange(s.T)).cpu(), label=s.name)
+    ax1.set(xlabel="t / T", ylabel="ᾱ_t", title="signal kept: ᾱ_t")
+    ax2.set(xlabel="t / T", ylabel="log SNR(t)", title="log signal-to-noise ratio")
+    ax2.axhline(0, color="grey", lw=0.8, ls="--")
+    ax2.annotate("SNR = 1", (0.02, 0.5), color="grey", fontsize=8)
+    ax1.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_points(points: torch.Tensor, ax: Axes | None = None, title: str | None = None, lim: float = 3.5,
+                **scatter_kwargs) -> Axes:
+    """Scatter 2-D points (N, 2) on square axes from -lim to lim."""
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"plot_points expects (N, 2) points, got {tuple(points.shape)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3, 3))
+    kwargs = {"s": 2, "alpha": 0.5, **scatter_kwargs}
+    ax.scatter(points[:, 0].cpu(), points[:, 1].cpu(), **kwargs)
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def figure_to_image(fig: Figure) -> Image.Image:
+    """Render a matplotlib figure to a PIL image (and close it)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+
+class Animation:
+    """Frames that play as a looping GIF in a live notebook and show as a static filmstrip elsewhere.
+
+    Build one with ``animate(draw, n_frames)``. ``.save("x.gif")`` writes the GIF; ``.filmstrip()``
+    returns the static picture that GitHub, a PDF or a saved notebook shows.
+    """
+
+    def __init__(self, frames: Sequence[Image.Image], fps: float = 8, strip_frames: int = 6):
+        if not frames:
+            raise ValueError("an animation needs at least one frame")
+        self.frames = list(frames)
+        self.fps = fps
+        self.strip_frames = strip_frames
+
+    def gif_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        first, *rest = [f.convert("P", palette=Image.ADAPTIVE, colors=64) for f in self.frames]
+        first.save(buf, format="GIF", save_all=True, append_images=rest,
+                   duration=int(1000 / self.fps), loop=0, optimize=True)
+        return buf.getvalue()
+
+    def filmstrip(self) -> Image.Image:
+        n = min(self.strip_frames, len(self.frames))
+        picks = np.linspace(0, len(self.frames) - 1, n).round().astype(int)
+        w, h = self.frames[0].size
+        strip = Image.new("RGB", (w * n, h), "white")
+        for k, i in enumerate(picks):
+            strip.paste(self.frames[i], (k * w, 0))
+        return strip
+
+    def save(self, path: str) -> None:
+        with open(path, "wb") as f:
+            f.write(self.gif_bytes())
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        buf = io.BytesIO()
+        self.filmstrip().save(buf, format="PNG")
+        gif = base64.b64encode(self.gif_bytes()).decode("ascii")
+        data = {
+            "text/plain": f"<Animation: {len(self.frames)} frames; run the notebook to play it>",
+            "image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
+            "text/html": f'<img src="data:image/gif;base64,{gif}" alt="animation"/>',
+        }
+        return data, {LIVE_ONLY: ["text/html"]}
+
+
+def animate(draw: Callable[[Axes, int], None], n_frames: int, *, figsize: tuple[float, float] = (3, 3),
+            fps: float = 8) -> Animation:
+    """Draw ``n_frames`` frames with ``draw(ax, i)`` and collect them into an ``Animation``."""
+    if n_frames < 1:
+        raise ValueError(f"n_frames must be at least 1, got {n_frames}")
+    frames = []
+    for i in range(n_frames):
+        fig, ax = plt.subplots(figsize=figsize)
+        draw(ax, i)
+        fig.tight_layout()
+        frames.append(figure_to_image(fig))
+    return Animation(frames, fps=fps)
