@@ -31,16 +31,18 @@ class Finding:
 
 
 def _pins() -> dict[str, str]:
-    """The exact versions pyproject.toml pins, read from the installed package's metadata."""
+    """The versions pyproject.toml pins for a learner (core and [lab]), from the installed metadata."""
     try:
         requires = md.requires(PACKAGE) or []
     except md.PackageNotFoundError:
         return {}
     pins = {}
     for req in requires:
-        spec = req.split(";")[0].strip()
+        spec, _, marker = req.partition(";")
+        if "extra" in marker and "lab" not in marker:
+            continue  # test and benchmark tools are not the learner's concern
         if "==" in spec:
-            name, version = spec.split("==", 1)
+            name, version = spec.strip().split("==", 1)
             pins[name.strip().lower()] = version.strip()
     return pins
 

@@ -5,7 +5,8 @@
     python tools/build_chapters.py --quick 01      # quick mode, for a fast look (do not commit)
 
 Each notebook is executed in a fresh kernel from inside chapters/, live-only outputs are replaced by
-their static pictures, and the result is written next to its .py twin. The notebook must stay under
+their static pictures, and the result is written next to its .py twin (which is rewritten in
+jupytext's canonical form, so the pair always agrees). The notebook must stay under
 2 MB so that a classroom can clone the course over one Wi-Fi.
 """
 
@@ -48,6 +49,7 @@ def main() -> int:
         size = output_size(nb)
         out = py.with_suffix(".ipynb")
         jupytext.write(nb, out)
+        jupytext.write(nb, py, fmt="py:percent")  # normalise the twin (header, cell markers)
         flag = "" if size <= MAX_BYTES else "  <-- over the 2 MB budget"
         print(f"{out.name}: {seconds:.1f} s ({'quick' if args.quick else 'full'}), {size / 1e6:.2f} MB{flag}")
         status |= size > MAX_BYTES
