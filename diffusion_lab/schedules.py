@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -157,8 +158,8 @@ class NoiseSchedule:
         """
         if isinstance(t, bool):
             raise TypeError("t must be an int or an integer tensor, got a bool")
-        if isinstance(t, int):
-            t = torch.tensor(t)
+        if isinstance(t, numbers.Integral):  # a Python or NumPy integer
+            t = torch.tensor(int(t))
         elif isinstance(t, torch.Tensor):
             if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
                 raise TypeError(

@@ -31,6 +31,7 @@ def blank_solutions(source: str, where: str = "cell") -> tuple[str, int]:
     """Replace every BEGIN/END SOLUTION block in ``source``; return (new source, blocks replaced)."""
     out: list[str] = []
     inside = False
+    opened_at = 0
     count = 0
     for lineno, line in enumerate(source.splitlines(keepends=True), start=1):
         stripped = line.strip()
@@ -38,6 +39,7 @@ def blank_solutions(source: str, where: str = "cell") -> tuple[str, int]:
             if inside:
                 raise SolutionMarkerError(f"{where}, line {lineno}: '{BEGIN}' inside another solution block")
             inside = True
+            opened_at = lineno
             count += 1
             indent = re.match(r"\s*", line).group(0)
             out.append(f"{indent}# YOUR CODE HERE\n{indent}{STUB}\n")
@@ -48,7 +50,7 @@ def blank_solutions(source: str, where: str = "cell") -> tuple[str, int]:
         elif not inside:
             out.append(line)
     if inside:
-        raise SolutionMarkerError(f"{where}: '{BEGIN}' is never closed by '{END}'")
+        raise SolutionMarkerError(f"{where}, line {opened_at}: '{BEGIN}' is never closed by '{END}'")
     return "".join(out), count
 
 

@@ -126,7 +126,8 @@ def noising_strip(
     """
     if isinstance(schedules, NoiseSchedule):
         schedules = [schedules]
-    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+    # Drawn on the CPU from an explicit generator (same picture on every device), then moved.
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)).to(x0.device, x0.dtype)
     fig, axes = plt.subplots(len(schedules), len(ts), figsize=(scale * len(ts), scale * len(schedules) + 0.4),
                              squeeze=False)
     for r, schedule in enumerate(schedules):

@@ -1,0 +1,179 @@
+"""Tests for diffusion_lab.widgets: explorers react to their controls and carry a static fallback."""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import io
+import re
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import nbformat  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from diffusion_lab.schedules import NoiseSchedule  # noqa: E402
+from diffusion_lab.viz import LIVE_ONLY  # noqa: E402
+from diffusion_lab.widgets import WIDGET_MIME, Explorer, schedule_explorer, timestep_explorer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _strip_live_only(nb: nbformat.NotebookNode) -> int:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module("tools.notebooks").strip_live_only(nb)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def x0() -> torch.Tensor:
+    return torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1  # (C, H, W)
+
+
+@pytest.fixture(scope="module")
+def schedule() -> NoiseSchedule:
+    return NoiseSchedule.from_name("linear", 50)
+
+
+def _caption_t(html: str) -> int:
+    match = re.search(r"t = (\d+)", html)
+    assert match, html
+    return int(match.group(1))
+
+
+# ----- timestep_explorer -------------------------------------------------------------------------
+
+def test_timestep_explorer_slider_drives_image_and_caption(x0: torch.Tensor, schedule: NoiseSchedule) -> None:
+    ex = timestep_explorer(x0, schedule, t=0, scale=2)
+    assert isinstance(ex, Explorer)
+    assert (ex.slider.min, ex.slider.max, ex.slider.value) == (0, schedule.T - 1, 0)
+    first = ex.image.value
+    assert Image.open(io.BytesIO(first)).size == (16, 16)  # 8 x 8 enlarged twice
+    assert _caption_t(ex.caption.value) == 0
+
+    ex.slider.value = 25
+    assert ex.image.value != first
+    assert _caption_t(ex.caption.value) == 25
+    assert f"{float(schedule.alpha_bars[25]):.3f}" in ex.caption.value
+
+    ex.slider.value = 0
+    assert ex.image.value == first  # the same fixed eps: going back shows the same picture
+
+
+def test_timestep_explorer_starts_at_t(x0: torch.Tensor, schedule: NoiseSchedule) -> None:
+    ex = timestep_explorer(x0, schedule, t=30)
+    assert ex.slider.value == 30
+    assert _caption_t(ex.caption.value) == 30
+
+
+def test_timestep_explorer_rgb(schedule: NoiseSchedule) -> None:
+    ex = timestep_explorer(torch.zeros(3, 4, 4), schedule, scale=1)
+    assert Image.open(io.BytesIO(ex.image.value)).mode == "RGB"
+
+
+def test_timestep_explorer_mimebundle(x0: torch.Tensor, schedule: NoiseSchedule) -> None:
+    ex = timestep_explorer(x0, schedule)
+    data, metadata = ex._repr_mimebundle_()
+    assert WIDGET_MIME in data
+    assert data[WIDGET_MIME]["model_id"] == ex.widget.model_id
+    assert "run the notebook" in data["text/plain"]
+    png = Image.open(io.BytesIO(base64.b64decode(data["image/png"])))
+    assert png.format == "PNG"
+    assert png.size == ex.fallback.size
+    assert metadata == {LIVE_ONLY: [WIDGET_MIME]}
+
+
+def test_strip_live_only_keeps_the_static_picture(x0: torch.Tensor, schedule: NoiseSchedule) -> None:
+    data, metadata = timestep_explorer(x0, schedule)._repr_mimebundle_()
+    output = nbformat.v4.new_output("display_data", data=data, metadata=metadata)
+    other = nbformat.v4.new_output("stream", name="stdout", text="hello\n")
+    cell = nbformat.v4.new_code_cell("timestep_explorer(x0, schedule)", outputs=[other, output])
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# title"), cell])
+
+    assert _strip_live_only(nb) == 1
+
+    kept = nb.cells[1].outputs[1]
+    assert set(kept.data) == set(data) - {WIDGET_MIME}
+    assert "image/png" in kept.data and "text/plain" in kept.data
+    assert kept.data["image/png"] == data["image/png"]
+    assert LIVE_ONLY not in kept.metadata
+    assert nb.cells[1].outputs[0].text == "hello\n"
+    nbformat.validate(nb)
+    assert _strip_live_only(nb) == 0  # a second pass finds nothing left to drop
+
+
+# ----- schedule_explorer -------------------------------------------------------------------------
+
+def test_schedule_explorer_controls_change_the_image(x0: torch.Tensor) -> None:
+    ex = schedule_explorer(x0, ("linear", "cosine"), T=100, t=40)
+    assert list(ex.chooser.options) == ["linear", "cosine"]
+    assert (ex.chooser.value, ex.slider.value, ex.slider.max) == ("linear", 40, 99)
+    seen = [ex.image.value]
+
+    ex.chooser.value = "cosine"
+    seen.append(ex.image.value)
+    ex.slider.value = 90
+    seen.append(ex.image.value)
+    ex.chooser.value = "linear"
+    seen.append(ex.image.value)
+
+    assert len(set(seen)) == 4
+    data, metadata = ex._repr_mimebundle_()
+    assert WIDGET_MIME in data and "image/png" in data
+    assert metadata == {LIVE_ONLY: [WIDGET_MIME]}
+
+
+def test_schedule_explorer_default_t_is_middle(x0: torch.Tensor) -> None:
+    ex = schedule_explorer(x0, ("sigmoid",), T=20)
+    assert ex.slider.value == 10
+
+
+# ----- bad input ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [torch.zeros(2, 1, 8, 8), torch.zeros(8, 8), torch.zeros(2, 8, 8)])
+def test_explorers_reject_non_images(bad: torch.Tensor, schedule: NoiseSchedule) -> None:
+    with pytest.raises(ValueError, match=r"one image shaped \(C, H, W\)"):
+        timestep_explorer(bad, schedule)
+    with pytest.raises(ValueError, match=r"one image shaped \(C, H, W\)"):
+        schedule_explorer(bad, T=20)
+
+
+def test_explorers_reject_non_tensor(schedule: NoiseSchedule) -> None:
+    with pytest.raises(ValueError, match="got list"):
+        timestep_explorer([[0.0]], schedule)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("t", [-1, 50])
+def test_timestep_explorer_t_out_of_range(x0: torch.Tensor, schedule: NoiseSchedule, t: int) -> None:
+    with pytest.raises(ValueError, match=r"t must lie in 0\.\.49"):
+        timestep_explorer(x0, schedule, t=t)
+
+
+@pytest.mark.parametrize("t", [-1, 20])
+def test_schedule_explorer_t_out_of_range(x0: torch.Tensor, t: int) -> None:
+    with pytest.raises(ValueError, match=r"t must lie in 0\.\.19"):
+        schedule_explorer(x0, T=20, t=t)
+
+
+@pytest.mark.parametrize("names", [(), []])
+def test_schedule_explorer_needs_names(x0: torch.Tensor, names) -> None:
+    with pytest.raises(ValueError, match="at least one schedule name"):
+        schedule_explorer(x0, names)
+
+
+def test_schedule_explorer_unknown_name(x0: torch.Tensor) -> None:
+    with pytest.raises(ValueError, match="unknown schedule 'nope'"):
+        schedule_explorer(x0, ("linear", "nope"), T=20)
