@@ -1,0 +1,30 @@
+"""The course's data (chapters 01-06): 2-D toys, the photo, MNIST, and the captioned shapes.
+
+- ``toys``: swiss roll, moons, 8 Gaussians, checkerboard (``make_toy``)
+- ``photo``: the Grace Hopper photo that matplotlib ships (``load_photo``)
+- ``mnist``: the bundled, checksummed MNIST subset (``load_mnist``, ``mnist_tensors``)
+- ``download``: opt-in download of full MNIST / Fashion-MNIST (``download_dataset``)
+- ``shapes``: captioned images of coloured shapes (``make_shapes``)
+"""
+
+from diffusion_lab.data.download import DownloadError, download_dataset, load_idx_dataset
+from diffusion_lab.data.integrity import DataIntegrityError
+from diffusion_lab.data.mnist import load_mnist, mnist_tensors
+from diffusion_lab.data.photo import load_photo
+from diffusion_lab.data.shapes import ShapeAttributes, ShapesDataset, make_shapes
+from diffusion_lab.data.toys import TOY_NAMES, make_toy
+
+__all__ = [
+    "TOY_NAMES",
+    "DataIntegrityError",
+    "DownloadError",
+    "ShapeAttributes",
+    "ShapesDataset",
+    "download_dataset",
+    "load_idx_dataset",
+    "load_mnist",
+    "load_photo",
+    "make_shapes",
+    "make_toy",
+    "mnist_tensors",
+]
