@@ -1,0 +1,163 @@
+"""Named, checksummed checkpoints in data/checkpoints/ (chapters 04, 05 and later).
+
+Each checkpoint is two files plus a line in ``manifest.json``:
+
+    NAME.safetensors   the weights (safetensors: plain tensors, nothing is ever unpickled)
+    NAME.json          what to build: the model kind and its config, the noise schedule, how it was made
+    manifest.json      NAME -> SHA-256 of both files, the command that made them, time and hardware
+
+``load_pretrained(NAME)`` checks both digests, rebuilds the model from its config and loads the
+weights strictly, so a corrupted, truncated or mismatched file is a clear error, never a model that
+silently computes the wrong thing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from diffusion_lab.data.paths import data_dir
+from diffusion_lab.schedules import NoiseSchedule
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupted, or does not match the model it claims to be."""
+
+
+def model_kinds() -> dict[str, tuple[type[nn.Module], type]]:
+    """kind -> (model class, config dataclass). Imported here to keep this module light to import."""
+    from diffusion_lab.models.classifier import ClassifierConfig, MNISTClassifier
+    from diffusion_lab.models.mlp import MLPConfig, MLPDenoiser
+    from diffusion_lab.models.unet import UNet, UNetConfig
+
+    return {"unet": (UNet, UNetConfig), "mlp": (MLPDenoiser, MLPConfig),
+            "classifier": (MNISTClassifier, ClassifierConfig)}
+
+
+def checkpoints_dir(root: str | Path | None = None) -> Path:
+    """Where checkpoints live: ``root`` if given, else ``data/checkpoints`` of the course."""
+    return Path(root) if root is not None else data_dir() / "checkpoints"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(root: str | Path | None = None) -> dict[str, dict]:
+    path = checkpoints_dir(root) / "manifest.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err}); restore it with `git checkout data/`") from err
+
+
+def _config_to_json(config: Any) -> dict:
+    return dataclasses.asdict(config)
+
+
+def _config_from_json(config_cls: type, values: dict) -> Any:
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise CheckpointError(f"the checkpoint's config has fields {sorted(unknown)} that {config_cls.__name__} "
+                              f"does not know; the checkpoint is from a different version of the course")
+    try:
+        return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    except (TypeError, ValueError) as err:  # a value its config class rejects
+        raise CheckpointError(f"the checkpoint's config is not a valid {config_cls.__name__}: {err}") from err
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """A loaded checkpoint: the model (in eval mode), its schedule (None for classifiers) and its metadata."""
+
+    name: str
+    model: nn.Module
+    schedule: NoiseSchedule | None
+    info: dict
+
+
+def save_pretrained(name: str, model: nn.Module, config: Any, *, kind: str, schedule: NoiseSchedule | None,
+                    made_by: dict, root: str | Path | None = None) -> Path:
+    """Write NAME.safetensors and NAME.json and record both digests in manifest.json; return the weights path.
+
+    made_by: how the checkpoint was made, e.g. {"command": ..., "train_seconds": ..., "hardware": ...}.
+    """
+    if kind not in model_kinds():
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(model_kinds())}")
+    folder = checkpoints_dir(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights, meta = folder / f"{name}.safetensors", folder / f"{name}.json"
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(weights))
+    info = {"name": name, "kind": kind, "config": _config_to_json(config),
+            "schedule": None if schedule is None else {"name": schedule.name, "T": schedule.T},
+            "made_by": made_by}
+    meta.write_text(json.dumps(info, indent=2) + "\n")
+    manifest = read_manifest(root)
+    manifest[name] = {"weights": weights.name, "config": meta.name,
+                      "sha256": {weights.name: _sha256(weights), meta.name: _sha256(meta)},
+                      "bytes": weights.stat().st_size, **made_by}
+    tmp = folder / "manifest.json.tmp"
+    tmp.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
+    os.replace(tmp, folder / "manifest.json")
+    return weights
+
+
+def load_pretrained(name: str, *, root: str | Path | None = None,
+                    device: torch.device | str | None = None) -> Pretrained:
+    """Load the checkpoint called ``name`` after verifying its digests; the model is returned in eval mode."""
+    folder = checkpoints_dir(root)
+    manifest = read_manifest(root)
+    if name not in manifest:
+        raise CheckpointError(f"no checkpoint called {name!r} in {folder}; available: {sorted(manifest) or 'none'}")
+    entry = manifest[name]
+    for filename, digest in entry["sha256"].items():
+        path = folder / filename
+        if not path.exists():
+            raise CheckpointError(f"{path} is missing; restore it with `git checkout data/checkpoints` "
+                                  f"or remake it with: {entry.get('command', '(see the manifest)')}")
+        actual = _sha256(path)
+        if actual != digest:
+            raise CheckpointError(f"{path} is corrupted or was changed: its SHA-256 is {actual}, the manifest "
+                                  f"says {digest}; restore it with `git checkout data/checkpoints` "
+                                  f"or remake it with: {entry.get('command', '(see the manifest)')}")
+    info = json.loads((folder / entry["config"]).read_text())
+    kinds = model_kinds()
+    if info.get("kind") not in kinds:
+        raise CheckpointError(f"{name}: unknown model kind {info.get('kind')!r}")
+    model_cls, config_cls = kinds[info["kind"]]
+    model = model_cls(_config_from_json(config_cls, info["config"]))
+    try:
+        state = load_file(str(folder / entry["weights"]))
+    except SafetensorError as err:
+        raise CheckpointError(f"cannot read {folder / entry['weights']}: {err}") from err
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        details = [line.strip() for line in str(err).splitlines() if line.strip()]  # [header, first problem, ...]
+        raise CheckpointError(f"{name}: the weights do not fit a {model_cls.__name__} built from {entry['config']}: "
+                              f"{details[min(1, len(details) - 1)]}") from err
+    schedule = None
+    if info.get("schedule"):
+        schedule = NoiseSchedule.from_name(info["schedule"]["name"], info["schedule"]["T"])
+    if device is not None:
+        model.to(device)
+        schedule = schedule.to(device) if schedule is not None else None
+    return Pretrained(name, model.eval(), schedule, info)
