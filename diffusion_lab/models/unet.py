@@ -60,7 +60,7 @@ class UNetConfig:
     channel_mults: tuple[int, ...] = (1, 2, 4)
     num_res_blocks: int = 1
     mid_attention: bool = True
-    attention_resolutions: tuple[int, ...] = ()
+    attention_resolutions: tuple[int, ...] = ()  # chapter 06 adds cross_attention_resolutions beside it
     num_heads: int = 4
     num_groups: int = 8
     dropout: float = 0.0
