@@ -153,7 +153,7 @@ def plot_schedules(schedules: Sequence[NoiseSchedule]) -> Figure:
     ax1.set(xlabel="t / T", ylabel="ᾱ_t", title="signal kept: ᾱ_t")
     ax2.set(xlabel="t / T", ylabel="log SNR(t)", title="log signal-to-noise ratio")
     ax2.axhline(0, color="grey", lw=0.8, ls="--")
-    ax2.annotate("SNR = 1", (0.02, 0.5), color="grey", fontsize=8)
+    ax2.annotate("SNR = 1", (0.78, 0.6), color="grey", fontsize=8)
     ax1.legend()
     fig.tight_layout()
     return fig
