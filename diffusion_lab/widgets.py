@@ -62,7 +62,7 @@ def _caption(schedule: NoiseSchedule, t: int) -> str:
 
 
 def timestep_explorer(x0: torch.Tensor, schedule: NoiseSchedule, *, t: int = 0, seed: int = 0,
-                      scale: int = 2) -> Explorer:
+                      scale: int = 3) -> Explorer:
     """A slider over t showing x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, with one fixed eps.
 
     x0: one image (C, H, W) in [-1, 1]; the image is enlarged ``scale`` times.
@@ -76,7 +76,8 @@ def timestep_explorer(x0: torch.Tensor, schedule: NoiseSchedule, *, t: int = 0, 
 
     slider = W.IntSlider(value=t, min=0, max=schedule.T - 1, step=1, description="t",
                          continuous_update=True, layout=W.Layout(width="420px"))
-    image = W.Image(value=render(t), format="png")
+    # An explicit width: left to itself, the image would stretch to the notebook's full width.
+    image = W.Image(value=render(t), format="png", layout=W.Layout(width=f"{x0.shape[-1] * scale}px"))
     caption = W.HTML(_caption(schedule, t))
 
     def on_change(change: dict) -> None:
@@ -130,7 +131,8 @@ def schedule_explorer(x0: torch.Tensor, names: Sequence[str] = ("linear", "cosin
     chooser = W.ToggleButtons(options=list(names), value=names[0], description="schedule")
     slider = W.IntSlider(value=t, min=0, max=T - 1, description="t", continuous_update=False,
                          layout=W.Layout(width="420px"))
-    image = W.Image(value=render(names[0], t), format="png")
+    first = render(names[0], t)
+    image = W.Image(value=first, format="png", layout=W.Layout(width=f"{Image.open(io.BytesIO(first)).width}px"))
 
     def on_change(_change: dict) -> None:
         image.value = render(chooser.value, slider.value)

@@ -1,0 +1,88 @@
+"""A learner's path through JupyterLab in a real browser: open chapter 01, run it, use the slider.
+
+The saved notebook shows the timestep explorer's static picture; after "Run All" the live ipywidgets
+slider must render (no "Error displaying widget"), and moving it must change the noised image and
+its caption. Uses Debian's Chromium through Playwright (see conftest.py); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import nbformat
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHAPTER = "01_forward_noising.ipynb"
+RUN_TIMEOUT_S = 300
+
+# JavaScript run in the page: the execution prompt of every code cell ("[3]:", "[*]:", "[ ]:").
+PROMPTS_JS = "() => [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(e => e.textContent.trim())"
+
+
+def _wait_until(page, predicate, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        page.wait_for_timeout(500)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}; "
+                         f"cell prompts: {page.evaluate(PROMPTS_JS)}")
+
+
+def _error_outputs(page) -> list[str]:
+    """Text of outputs that are Python errors (tracebacks), not harmless stderr warnings."""
+    texts = page.eval_on_selector_all(
+        ".jp-OutputArea-output", "els => els.map(e => e.innerText)")
+    return [t[:500] for t in texts if "Traceback (most recent call last)" in t or re.search(r"^\w+Error\b", t, re.M)]
+
+
+def test_chapter_01_slider_works_in_jupyterlab(lab_server, page, artifacts_dir):
+    page.set_default_timeout(60_000)
+    page.goto(lab_server.url(f"lab/tree/{CHAPTER}"))
+    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=120_000)
+    page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=120_000)
+    # Before running, the saved output is the static fallback: a picture, no widget and no error.
+    assert page.locator(".widget-hslider").count() == 0
+    assert "Error displaying widget" not in page.inner_text("body")
+
+    nb = nbformat.read(lab_server.root / CHAPTER, as_version=4)
+    n_code_cells = sum(c.cell_type == "code" for c in nb.cells)
+    _wait_until(page, lambda: len(page.evaluate(PROMPTS_JS)) == n_code_cells, 60, "every cell to render")
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+    def finished() -> bool:
+        prompts = page.evaluate(PROMPTS_JS)
+        numbers = [int(m.group(1)) for p in prompts if (m := re.search(r"\[(\d+)\]", p))]
+        # A fresh kernel numbers the cells 1..n, so the run is over when the largest is n.
+        return not any("*" in p for p in prompts) and numbers and max(numbers) == n_code_cells
+
+    _wait_until(page, finished, RUN_TIMEOUT_S, "every cell of chapter 01 to run")
+    errors = _error_outputs(page)
+    assert not errors, "cells raised errors:\n" + "\n---\n".join(errors)
+    assert "Error displaying widget" not in page.inner_text("body")
+
+    slider = page.locator(".widget-hslider").first
+    slider.wait_for(state="visible", timeout=60_000)
+    box = page.locator(".widget-vbox", has=page.locator(".widget-hslider")).first
+    image = box.locator("img").first
+    caption = box.locator(".widget-html-content").first
+    image.wait_for(state="visible")
+    before_src, before_caption = image.get_attribute("src"), caption.inner_text()
+    assert re.search(r"t = 0\b", before_caption), before_caption
+
+    handle = slider.locator(".noUi-handle").first
+    handle.focus()
+    for _ in range(3):
+        page.keyboard.press("PageUp")
+    _wait_until(page, lambda: caption.inner_text() != before_caption, 30, "the caption to follow the slider")
+    _wait_until(page, lambda: image.get_attribute("src") != before_src, 30, "the image to change")
+
+    after_caption = caption.inner_text()
+    t_after = int(re.search(r"t = (\d+)", after_caption).group(1))
+    assert t_after > 0, after_caption
+    shot = artifacts_dir / "chapter01-timestep-explorer.png"
+    box.screenshot(path=str(shot))
+    print(f"\nslider moved to t = {t_after}; screenshot: {shot}")
