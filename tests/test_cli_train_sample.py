@@ -27,12 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
+def cpu_only(monkeypatch):
     monkeypatch.setenv("DIFFUSION_LAB_DEVICE", "cpu")  # in-process runs compare with CPU subprocesses
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:

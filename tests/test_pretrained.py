@@ -27,14 +27,6 @@ MADE_BY = {"command": "python -m diffusion_lab train --preset tiny --steps 4", "
            "hardware": "a test", "processes": 1, "steps": 4}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def save_tiny_unet(root: Path, name: str = "tiny") -> UNet:
     torch.manual_seed(0)
     model = UNet(UNetConfig.tiny())

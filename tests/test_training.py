@@ -37,14 +37,6 @@ from diffusion_lab.training import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def mnist_small() -> torch.Tensor:
     x0, _ = mnist_tensors("train", n=200)  # (200, 1, 28, 28) in [-1, 1]

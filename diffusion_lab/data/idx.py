@@ -67,7 +67,7 @@ def read_idx(path: str | Path) -> np.ndarray:
 def write_idx(array: np.ndarray) -> bytes:
     """Encode an array as IDX bytes (the inverse of ``parse_idx``); used to make test fixtures."""
     array = np.asarray(array)
-    for code, dtype in IDX_DTYPES.items():
+    for code, dtype in IDX_DTYPES.items():  # noqa: B007 - code is used after the break
         if array.dtype.newbyteorder("=") == dtype.newbyteorder("="):
             break
     else:
