@@ -136,7 +136,7 @@ def noising_strip(
             ax = axes[r, c]
             ax.imshow(to_display(xt), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([]), ax.set_yticks([])
-            ax.set_title(f"t={t}\nᾱ={float(schedule.alpha_bars[t]):.2f}", fontsize=8)
+            ax.set_title(f"t={t}\nᾱ={float(schedule.alpha_bars[t]):.2g}", fontsize=8)
             if c == 0:
                 ax.set_ylabel(schedule.name)
     fig.tight_layout()

@@ -46,8 +46,13 @@ def execute(nb: nbformat.NotebookNode, cwd: Path, *, quick: bool, timeout: int =
 
 
 def strip_live_only(nb: nbformat.NotebookNode) -> int:
-    """Drop live-only mime types from saved outputs; return how many were dropped."""
+    """Drop live-only mime types from saved outputs, and the kernel's widget state; return how many were dropped.
+
+    The widget state (notebook metadata "widgets") is only meaningful to the kernel that made it.
+    """
     dropped = 0
+    if nb.metadata.pop("widgets", None) is not None:
+        dropped += 1
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             live = out.get("metadata", {}).pop(LIVE_ONLY, None)

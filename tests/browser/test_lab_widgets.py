@@ -7,14 +7,20 @@ its caption. Uses Debian's Chromium through Playwright (see conftest.py); nothin
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
 
-# A hang anywhere (browser, server, kernel) becomes a failure with a stack dump, not a stalled CI.
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(480)]
+pytestmark = pytest.mark.browser
+
+INNER_ENV = "DIFFUSION_LAB_BROWSER_INNER"
+ATTEMPT_TIMEOUT_S = 180
 
 CHAPTER = "01_forward_noising.ipynb"
 RUN_TIMEOUT_S = 300
@@ -40,6 +46,32 @@ def _error_outputs(page) -> list[str]:
     return [t[:500] for t in texts if "Traceback (most recent call last)" in t or re.search(r"^\w+Error\b", t, re.M)]
 
 
+def test_chapter_01_in_a_real_browser(chromium_path):
+    """Runs the scenario below in a child pytest process, at most twice.
+
+    About one run in six on this project's 2-core machines, a Playwright call never returns (the
+    cause is not yet known: no error, the page just stops answering). A hang is retried once and
+    reported; a real failure (an assertion, an error) fails at once, without a retry.
+    """
+    test_id = f"{Path(__file__).resolve()}::test_chapter_01_slider_works_in_jupyterlab"
+    env = {**os.environ, INNER_ENV: "1"}
+    for attempt in (1, 2):
+        try:
+            result = subprocess.run([sys.executable, "-m", "pytest", test_id, "-q", "-s", "-p", "no:cacheprovider"],
+                                    env=env, capture_output=True, text=True, timeout=ATTEMPT_TIMEOUT_S,
+                                    start_new_session=True)
+        except subprocess.TimeoutExpired as hang:
+            print(f"attempt {attempt} hung for {ATTEMPT_TIMEOUT_S} s; output so far:\n{hang.stdout or ''}")
+            continue
+        print(result.stdout[-3000:])
+        assert result.returncode == 0, f"the browser scenario failed:\n{result.stdout[-6000:]}{result.stderr[-2000:]}"
+        assert re.search(r"\b1 passed", result.stdout), f"the browser scenario did not run:\n{result.stdout[-3000:]}"
+        return
+    pytest.fail(f"the browser scenario hung twice ({ATTEMPT_TIMEOUT_S} s each)")
+
+
+@pytest.mark.skipif(os.environ.get(INNER_ENV) != "1", reason="runs inside test_chapter_01_in_a_real_browser")
+@pytest.mark.timeout(ATTEMPT_TIMEOUT_S + 60)
 def test_chapter_01_slider_works_in_jupyterlab(lab_server, page, artifacts_dir):
     page.set_default_timeout(60_000)
     page.goto(lab_server.url(f"lab/tree/{CHAPTER}"))
