@@ -80,6 +80,17 @@ def artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _die_with_parent() -> None:
+    """In the server's child process: get SIGTERM if pytest itself dies (killed, not just failing).
+
+    jupyter_server shuts its kernels down on SIGTERM, so nothing outlives a killed test run.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -203,7 +214,7 @@ def lab_server(chromium_path: str, lab_root: Path, tmp_path_factory: pytest.Temp
     log_path = home / "server.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, cwd=lab_root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+                            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
     server = LabServer(root=lab_root, port=port, token=token, proc=proc, log_path=log_path)
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
