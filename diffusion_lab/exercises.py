@@ -151,7 +151,7 @@ def check_cosine_alpha_bars(fn: Callable[[int, float], torch.Tensor]) -> None:
 
 
 def check_t_for_snr(fn: Callable[[NoiseSchedule, float], int]) -> None:
-    """2.2: the first step t at which SNR(t) drops below a threshold."""
+    """2.2: the first step t at which SNR(t) drops below a threshold; ValueError if it never does."""
     for name in ("linear", "cosine"):
         schedule = NoiseSchedule.from_name(name, 1000)
         for threshold in (1.0, 0.1):
@@ -164,6 +164,12 @@ def check_t_for_snr(fn: Callable[[NoiseSchedule, float], int]) -> None:
                 raise ExerciseFailed("2.2", f"should return an int step, got {type(got).__name__}")
             if got != want:
                 raise ExerciseFailed("2.2", f"{name} schedule, threshold {threshold}: you gave t={got}, expected {want}")
+    try:
+        got = fn(NoiseSchedule.from_name("linear", 100), 0.0)  # SNR is always > 0: never below 0
+    except ValueError:
+        pass
+    else:
+        raise ExerciseFailed("2.2", f"SNR never drops below 0, so this should raise ValueError, but you returned {got!r}")
     _passed("2.2", "SNR = 1 is where signal and noise have equal variance")
 
 
