@@ -1,0 +1,48 @@
+"""Automatic checks for the chapters' exercises (every chapter; how they work is explained in chapter 00).
+
+Each exercise asks you to write a small function. Pass that function to its check:
+
+    check_noising_step(noising_step)
+
+The check calls your function on inputs it makes up, compares with the package's own answer and
+prints a short confirmation, or raises ``ExerciseFailed`` saying what was wrong. The course's
+tests show that every check rejects an unfinished stub and a typical wrong answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from diffusion_lab.exercises import foundations
+from diffusion_lab.exercises.core import ExerciseFailed
+from diffusion_lab.exercises.foundations import (  # chapters 00-02
+    check_alpha_bars,
+    check_cosine_alpha_bars,
+    check_mse,
+    check_noising_step,
+    check_psnr,
+    check_q_sample,
+    check_scale_per_sample,
+    check_t_for_snr,
+    check_to_model_range,
+    check_variance_after_step,
+)
+
+# one module per part of the course; each defines its own CHECKS, keyed by exercise number
+CHECKS: dict[str, Callable[[Callable[..., Any]], None]] = {**foundations.CHECKS}
+
+__all__ = [
+    "CHECKS",
+    "ExerciseFailed",
+    "check_to_model_range",
+    "check_scale_per_sample",
+    "check_mse",
+    "check_noising_step",
+    "check_alpha_bars",
+    "check_q_sample",
+    "check_variance_after_step",
+    "check_cosine_alpha_bars",
+    "check_t_for_snr",
+    "check_psnr",
+]

@@ -1,0 +1,8 @@
+"""Test answers for every exercise check, one module per part of the course (mirrors diffusion_lab.exercises)."""
+
+from __future__ import annotations
+
+from exercise_cases import foundations
+from exercise_cases.cases import Cases
+
+CASES: dict[str, Cases] = {**foundations.CASES}
