@@ -129,7 +129,10 @@ def sample_command(name: str, *, num: int, sampler: str = "ddim", steps: int = 5
         raise ValueError(f"{name} is unconditional: drop --class, or use a class-conditional checkpoint")
     if class_label is not None and not 0 <= class_label < num_classes:
         raise ValueError(f"--class must be in 0..{num_classes - 1}, got {class_label}")
-    scheduler = DDPMScheduler(pre.schedule) if sampler == "ddpm" else DDIMScheduler(pre.schedule, eta=eta)
+    # the guess of x_0 is clipped to the data's range: [-1, 1] for images, +-3 for the 2-D toys (all within +-2.5)
+    clip_range = 3.0 if pre.info["kind"] == "mlp" else 1.0
+    scheduler = (DDPMScheduler(pre.schedule, clip_sample_range=clip_range) if sampler == "ddpm"
+                 else DDIMScheduler(pre.schedule, eta=eta, clip_sample_range=clip_range))
     scheduler.set_timesteps(steps)
     if pre.info["kind"] == "mlp":
         shape = (num, 2)

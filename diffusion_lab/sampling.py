@@ -73,19 +73,21 @@ def predict_x0(
     eps_pred: torch.Tensor,
     t: int | torch.Tensor,
     clip: bool = False,
+    clip_range: float = 1.0,
 ) -> torch.Tensor:
     """The model's guess of x_0: DDPM eq. 4 solved for x_0 (eq. 15 of Ho et al. 2020).
 
     pred_x0 = (x_t - sqrt(1 - abar_t) * eps_pred) / sqrt(abar_t)
 
-    xt, eps_pred: (B, ...); t: an int or int64 (B,). ``clip=True`` clamps the guess to [-1, 1], the range
-    of the training data (diffusers' ``clip_sample``); it keeps early, wild guesses in range but is only
-    right for data scaled to [-1, 1]. Returns (B, ...) like xt.
+    xt, eps_pred: (B, ...); t: an int or int64 (B,). ``clip=True`` clamps the guess to [-clip_range,
+    clip_range], the range of the training data (diffusers' ``clip_sample`` and ``clip_sample_range``).
+    Near t = T - 1 the division by sqrt(abar_t) (about 5e-5 at the cosine schedule's last step) turns a
+    tiny error in eps_pred into a huge one, so samplers clip by default. Returns (B, ...) like xt.
     """
     _check_pair(eps_pred, xt, "eps_pred", "xt")
     abar_t = _alpha_bar(schedule, t, xt)
     x0 = (xt - (1 - abar_t).sqrt() * eps_pred) / abar_t.sqrt()
-    return x0.clamp(-1, 1) if clip else x0
+    return x0.clamp(-clip_range, clip_range) if clip else x0
 
 
 def posterior_mean_variance(
@@ -127,6 +129,7 @@ def ddpm_step(
     t_prev: int,
     noise: torch.Tensor | None,
     clip: bool = False,
+    clip_range: float = 1.0,
 ) -> StepOutput:
     """One ancestral step, line 4 of Algorithm 2 of Ho et al. 2020, written through the posterior:
 
@@ -134,7 +137,7 @@ def ddpm_step(
 
     Pass ``noise=None`` at the last step (t = 0), where the algorithm sets z = 0.
     """
-    x0 = predict_x0(schedule, xt, eps_pred, t, clip=clip)
+    x0 = predict_x0(schedule, xt, eps_pred, t, clip=clip, clip_range=clip_range)
     mean, variance = posterior_mean_variance(schedule, x0, xt, t, t_prev)
     prev = mean if noise is None else mean + variance.sqrt() * noise
     return StepOutput(prev_sample=prev, pred_x0=x0)
@@ -159,6 +162,7 @@ def ddim_step(
     eta: float = 0.0,
     noise: torch.Tensor | None = None,
     clip: bool = False,
+    clip_range: float = 1.0,
 ) -> StepOutput:
     """One DDIM step, Song et al. 2021, eq. 12:
 
@@ -168,7 +172,7 @@ def ddim_step(
     diffusers (use_clipped_model_output=False), the direction term uses the model's eps_pred even when
     ``clip`` clamps pred_x0.
     """
-    x0 = predict_x0(schedule, xt, eps_pred, t, clip=clip)
+    x0 = predict_x0(schedule, xt, eps_pred, t, clip=clip, clip_range=clip_range)
     abar_t, abar_prev = _alpha_bar(schedule, t, xt), _alpha_bar(schedule, t_prev, xt)
     sigma = ddim_sigma(abar_t, abar_prev, eta)
     # clamp: 1 - abar_prev - sigma^2 >= 0 for eta <= 1; the clamp only absorbs float rounding.
@@ -192,11 +196,16 @@ def _randn(
 class _Scheduler:
     """What both schedulers share: the timestep grid, the step checks and ``add_noise``."""
 
-    def __init__(self, schedule: NoiseSchedule, clip_sample: bool) -> None:
+    def __init__(self, schedule: NoiseSchedule, clip_sample: bool, clip_sample_range: float) -> None:
         if not isinstance(schedule, NoiseSchedule):
             raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+        if isinstance(clip_sample_range, bool) or not isinstance(clip_sample_range, (int, float)) \
+                or not clip_sample_range > 0:
+            raise ValueError(f"clip_sample_range must be a positive number (the data's largest |value|), "
+                             f"got {clip_sample_range!r}")
         self.schedule = schedule
         self.clip_sample = bool(clip_sample)
+        self.clip_sample_range = float(clip_sample_range)
         self.num_inference_steps: int | None = None
         self._timesteps: torch.Tensor | None = None
         self._prev: dict[int, int] = {}  # t -> t_prev, the step visited after t (-1 after the last)
@@ -254,11 +263,13 @@ class DDPMScheduler(_Scheduler):
     DDPMScheduler(variance_type="fixed_small", prediction_type="epsilon", timestep_spacing="leading").
 
     Uses all T steps until ``set_timesteps(K)`` asks for fewer; then each step jumps from t to t_prev
-    through q(x_{t_prev} | x_t, x_0), exactly as diffusers does.
+    through q(x_{t_prev} | x_t, x_0), exactly as diffusers does. As in diffusers, the guess of x_0 is
+    clipped to [-clip_sample_range, clip_sample_range] (default [-1, 1], images): pass the data's range,
+    or ``clip_sample=False``, for other data.
     """
 
-    def __init__(self, schedule: NoiseSchedule, clip_sample: bool = False) -> None:
-        super().__init__(schedule, clip_sample)
+    def __init__(self, schedule: NoiseSchedule, clip_sample: bool = True, clip_sample_range: float = 1.0) -> None:
+        super().__init__(schedule, clip_sample, clip_sample_range)
         self.set_timesteps()
 
     def step(
@@ -272,7 +283,8 @@ class DDPMScheduler(_Scheduler):
         (shaped and drawn like diffusers' noise) except at t = 0, where no noise is drawn or added."""
         t, t_prev = self._check_step(eps_pred, t, xt)
         noise = _randn(xt.shape, generator, xt.dtype, xt.device) if t > 0 else None
-        return ddpm_step(self.schedule, xt, eps_pred, t, t_prev, noise, clip=self.clip_sample)
+        return ddpm_step(self.schedule, xt, eps_pred, t, t_prev, noise, clip=self.clip_sample,
+                         clip_range=self.clip_sample_range)
 
 
 class DDIMScheduler(_Scheduler):
@@ -281,10 +293,12 @@ class DDIMScheduler(_Scheduler):
     timestep_spacing="leading").
 
     eta = 0 is deterministic; eta = 1 with all T steps is DDPM. Call ``set_timesteps(K)`` before stepping.
+    The guess of x_0 is clipped as in ``DDPMScheduler``.
     """
 
-    def __init__(self, schedule: NoiseSchedule, eta: float = 0.0, clip_sample: bool = False) -> None:
-        super().__init__(schedule, clip_sample)
+    def __init__(self, schedule: NoiseSchedule, eta: float = 0.0, clip_sample: bool = True,
+                 clip_sample_range: float = 1.0) -> None:
+        super().__init__(schedule, clip_sample, clip_sample_range)
         if isinstance(eta, bool) or not isinstance(eta, int | float):
             raise TypeError(f"eta must be a float, got {type(eta).__name__}")
         if not 0.0 <= eta <= 1.0:
@@ -302,7 +316,8 @@ class DDIMScheduler(_Scheduler):
         (the last included, where sigma = 0), as diffusers does."""
         t, t_prev = self._check_step(eps_pred, t, xt)
         noise = _randn(xt.shape, generator, xt.dtype, xt.device) if self.eta > 0 else None
-        return ddim_step(self.schedule, xt, eps_pred, t, t_prev, self.eta, noise, clip=self.clip_sample)
+        return ddim_step(self.schedule, xt, eps_pred, t, t_prev, self.eta, noise, clip=self.clip_sample,
+                         clip_range=self.clip_sample_range)
 
 
 @torch.no_grad()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,6 +102,22 @@ def diffusion_loss(model: Callable[..., torch.Tensor], schedule: NoiseSchedule, 
     return (eps_pred.float() - eps).pow(2).flatten(1).mean(1)  # (B,)
 
 
+@torch.no_grad()
+def loss_by_timestep(model: Callable[..., torch.Tensor], schedule: NoiseSchedule, x0: torch.Tensor,
+                     timesteps: Sequence[int], *, generator: torch.Generator | None = None,
+                     class_labels: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean loss at each of ``timesteps``, on the samples x_0 (B, ...) with fresh noise. Returns (len(timesteps),).
+
+    Every timestep sees the same x_0 and the same noise eps, so the curve compares like with like.
+    """
+    eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+    out = []
+    for t in timesteps:
+        t_batch = torch.full((x0.shape[0],), int(t), dtype=torch.int64, device=x0.device)
+        out.append(diffusion_loss(model, schedule, x0, t_batch, eps, class_labels).mean())
+    return torch.stack(out).cpu()
+
+
 def draw_batch(gen: torch.Generator, n_data: int, batch_size: int, sample_shape: torch.Size, T: int,
                cond_drop_prob: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Indices (B,), steps t (B,), noise eps (B, ...) and a label-drop mask (B,), always drawn in this order."""
@@ -135,6 +151,7 @@ class TrainState:
     generator: torch.Generator
     step: int = 0
     history: LossHistory = field(default_factory=LossHistory)
+    total_steps: int = 0  # the step the run ends at (config.steps), for progress displays
 
     def state_dict(self, config: TrainConfig, meta: dict) -> dict:
         return {"model": self.model.state_dict(), "ema": self.ema.state_dict(),
@@ -198,6 +215,7 @@ def train(model: nn.Module, schedule: NoiseSchedule, data: torch.Tensor, config:
     schedule = schedule.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
     state = TrainState(model, EMA(model, config.ema_decay), optimizer, torch.Generator().manual_seed(config.seed))
+    state.total_steps = config.steps
     meta = {"model": type(model).__name__, "n_params": sum(p.numel() for p in model.parameters()),
             "data_shape": list(data.shape), "schedule": schedule.name, "T": schedule.T}
     ckpt = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None

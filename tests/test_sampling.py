@@ -52,7 +52,7 @@ def toy_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return 0.9 * x + 0.01 * append_dims(t.to(x.dtype), x.ndim) / 1000
 
 
-def _ref_ddpm(name: str, clip: bool = False, same_alpha_bars: bool = False):
+def _ref_ddpm(name: str, clip: bool = True, same_alpha_bars: bool = False):
     ref = diffusers.DDPMScheduler(
         num_train_timesteps=T, beta_schedule=DIFFUSERS_NAMES[name], variance_type="fixed_small",
         clip_sample=clip, prediction_type="epsilon", timestep_spacing="leading", steps_offset=0,
@@ -62,7 +62,7 @@ def _ref_ddpm(name: str, clip: bool = False, same_alpha_bars: bool = False):
     return ref
 
 
-def _ref_ddim(name: str, clip: bool = False, same_alpha_bars: bool = False):
+def _ref_ddim(name: str, clip: bool = True, same_alpha_bars: bool = False):
     ref = diffusers.DDIMScheduler(
         num_train_timesteps=T, beta_schedule=DIFFUSERS_NAMES[name], clip_sample=clip, set_alpha_to_one=True,
         steps_offset=0, prediction_type="epsilon", timestep_spacing="leading",
@@ -337,7 +337,7 @@ def test_callback_sees_every_step_in_order_with_pred_x0() -> None:
     assert [c[1] for c in calls] == scheduler.timesteps.tolist()
     for (i, t, xt, x0), x_in in zip(calls, inputs):
         eps = toy_model(x_in, torch.full((SHAPE[0],), t))
-        torch.testing.assert_close(x0, predict_x0(schedule, x_in, eps, t))  # the guess made at t
+        torch.testing.assert_close(x0, predict_x0(schedule, x_in, eps, t, clip=True))  # the guess made at t
         if i + 1 < len(inputs):
             assert xt is inputs[i + 1]  # the sample after step i is the model's next input
     assert calls[-1][2] is out
@@ -443,3 +443,30 @@ def test_bad_inputs_raise_clear_errors() -> None:
         posterior_mean_variance(schedule, xt, xt, 5, 5)
     with pytest.raises(ValueError, match="t has 3 steps but the batch has 4"):
         predict_x0(schedule, xt, eps, torch.tensor([1, 2, 3]))
+
+
+def test_default_clipping_keeps_the_cosine_schedules_first_guess_in_range() -> None:
+    """At t = T-1 the cosine schedule keeps sqrt(abar) ~ 5e-5 of x_0: an eps error of 0.05 becomes a guess
+    of x_0 off by ~1000, which ruined DDPM samples of a trained MNIST model. Clipping the guess (the
+    default, as in diffusers) keeps it in the data's range."""
+    schedule = NoiseSchedule.from_name("cosine", 1000)
+    x0 = torch.rand(SHAPE, generator=_gen(0)) * 2 - 1
+    eps = torch.randn(SHAPE, generator=_gen(1))
+    xt = schedule.add_noise(x0, eps, 999)
+    eps_pred = eps + 0.05  # a good model's error at that step
+    default, unclipped = DDPMScheduler(schedule), DDPMScheduler(schedule, clip_sample=False)
+    assert default.step(eps_pred, 999, xt, generator=_gen(2)).pred_x0.abs().max() <= 1.0
+    assert unclipped.step(eps_pred, 999, xt, generator=_gen(2)).pred_x0.abs().min() > 100
+
+
+def test_clip_sample_range_is_checked_and_used() -> None:
+    schedule = NoiseSchedule.from_name("linear", T)
+    for bad in [0, -1.0, "2", True]:
+        with pytest.raises(ValueError, match="clip_sample_range must be a positive number"):
+            DDIMScheduler(schedule, clip_sample_range=bad)  # type: ignore[arg-type]
+    wide = DDIMScheduler(schedule, clip_sample_range=3.0)
+    wide.set_timesteps(5)
+    t = int(wide.timesteps[0])
+    xt = torch.full(SHAPE, 5.0)
+    out = wide.step(torch.zeros(SHAPE), t, xt)
+    assert torch.allclose(out.pred_x0, torch.full(SHAPE, 3.0))

@@ -115,6 +115,19 @@ def test_strip_live_only_keeps_the_static_picture(x0: torch.Tensor, schedule: No
     assert _strip_live_only(nb) == 0  # a second pass finds nothing left to drop
 
 
+def test_strip_live_only_drops_progress_bars() -> None:
+    """tqdm.auto's bar is a widget whose text fallback is its first state: the saved notebook drops it."""
+    bar = nbformat.v4.new_output("display_data", data={
+        WIDGET_MIME: {"model_id": "abc", "version_major": 2, "version_minor": 0},
+        "text/plain": "training:   0%|          | 0/300 [00:00<?, ?it/s]"})
+    done = nbformat.v4.new_output("stream", name="stdout", text="trained 300 steps in 5 s\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("train(...)", outputs=[bar, done])])
+
+    assert _strip_live_only(nb) == 1
+    assert [o.output_type for o in nb.cells[0].outputs] == ["stream"]
+    nbformat.validate(nb)
+
+
 # ----- schedule_explorer -------------------------------------------------------------------------
 
 def test_schedule_explorer_controls_change_the_image(x0: torch.Tensor) -> None:

@@ -15,6 +15,7 @@ import jupytext
 import nbformat
 from nbclient import NotebookClient
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 LIVE_ONLY = "diffusion_lab_live_only"  # the same key as diffusion_lab.viz.LIVE_ONLY
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
@@ -48,18 +49,28 @@ def execute(nb: nbformat.NotebookNode, cwd: Path, *, quick: bool, timeout: int =
 def strip_live_only(nb: nbformat.NotebookNode) -> int:
     """Drop live-only mime types from saved outputs, and the kernel's widget state; return how many were dropped.
 
-    The widget state (notebook metadata "widgets") is only meaningful to the kernel that made it.
+    The widget state (notebook metadata "widgets") is only meaningful to the kernel that made it. Widgets
+    without a static picture of their own (progress bars) are dropped whole.
     """
     dropped = 0
     if nb.metadata.pop("widgets", None) is not None:
         dropped += 1
     for cell in nb.cells:
+        kept = []
         for out in cell.get("outputs", []):
             live = out.get("metadata", {}).pop(LIVE_ONLY, None)
             for mime in live or []:
                 if mime in out.get("data", {}):
                     del out["data"][mime]
                     dropped += 1
+            if WIDGET_VIEW in out.get("data", {}):
+                # an untagged widget, e.g. tqdm's progress bar: its text fallback shows the bar's first state
+                # ("0/300"), not its last, so the saved notebook does better without it
+                dropped += 1
+                continue
+            kept.append(out)
+        if "outputs" in cell:
+            cell["outputs"] = kept
     return dropped
 
 

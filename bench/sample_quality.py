@@ -1,0 +1,127 @@
+"""Sample quality of the shipped MNIST models, judged by the shipped classifier (issue 3's bars, chapter 05).
+
+    .venv/bin/python bench/sample_quality.py                 # 1,000 samples per sampler (about 30 min on 2 CPU cores)
+    .venv/bin/python bench/sample_quality.py --num 200       # a quicker, noisier look
+
+Measures, on the same number of samples each:
+- unconditional ``mnist``, DDIM 50 steps: the share recognised with confidence >= 0.9 (bar: >= 90 %), and
+  whether every class appears;
+- the same model with DDPM's 1,000 steps: quality and time, so that DDIM-50 can be compared with it
+  (bar: DDIM-50's recognised share within 5 % of DDPM-1000's, at >= 15x less time);
+- class-conditional ``mnist_cond`` without guidance, DDIM 50 steps, the classes 0..9 in equal numbers:
+  the share classified as the requested class (bar: >= 90 %).
+FID uses the classifier's features against the 2,000 bundled test digits (lower is better; compare FIDs
+only at equal sample counts). Writes bench/results/sample_quality.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from diffusion_lab.config import pick_device
+from diffusion_lab.data import mnist_tensors
+from diffusion_lab.metrics import class_accuracy, class_counts, class_probabilities, fid, recognised_fraction
+from diffusion_lab.pretrained import load_pretrained
+from diffusion_lab.sampling import DDIMScheduler, DDPMScheduler, sample
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def generate(name: str, sampler: str, steps: int, num: int, seed: int, labels: torch.Tensor | None,
+             device: torch.device, batch: int = 250) -> tuple[torch.Tensor, float]:
+    """``num`` samples (num, 1, 28, 28) on the CPU, and the seconds it took, sampling ``batch`` at a time."""
+    pre = load_pretrained(name, device=device)
+    scheduler = DDPMScheduler(pre.schedule) if sampler == "ddpm" else DDIMScheduler(pre.schedule)
+    scheduler.set_timesteps(steps)
+    out = []
+    start = time.perf_counter()
+    for i, first in enumerate(range(0, num, batch)):
+        n = min(batch, num - first)
+        if labels is None:
+            fn = pre.model
+        else:
+            y = labels[first:first + n].to(device)
+            fn = lambda x, t, y=y: pre.model(x, t, y)  # noqa: E731
+        gen = torch.Generator().manual_seed(seed + i)
+        out.append(sample(fn, scheduler, (n, 1, 28, 28), generator=gen, device=device).cpu())
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return torch.cat(out), time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--num", type=int, default=1000, help="samples per sampler (default 1000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-ddpm", action="store_true", help="skip the slow DDPM-1000 comparison")
+    args = parser.parse_args()
+    device = pick_device()
+    clf = load_pretrained("mnist_classifier", device=device).model
+    reference, _ = mnist_tensors("test")
+
+    def judge(images: torch.Tensor, seconds: float, wanted: torch.Tensor | None = None) -> dict:
+        probs = class_probabilities(clf, images)
+        row = {"recognised": recognised_fraction(probs, 0.9), "fid": fid(clf, images, reference),
+               "classes_present": int((class_counts(probs) > 0).sum()),
+               "class_counts": class_counts(probs).tolist(), "seconds": seconds,
+               "ms_per_image": 1000 * seconds / len(images)}
+        if wanted is not None:
+            row["class_accuracy"] = class_accuracy(probs, wanted)
+        return row
+
+    rows = {}
+    for key, sampler, steps in [("ddim50", "ddim", 50)] + ([] if args.skip_ddpm else [("ddpm1000", "ddpm", 1000)]):
+        images, seconds = generate("mnist", sampler, steps, args.num, args.seed, None, device)
+        rows[key] = judge(images, seconds)
+        print(key, {k: v for k, v in rows[key].items() if k != "class_counts"}, flush=True)
+    wanted = torch.arange(args.num) % 10
+    images, seconds = generate("mnist_cond", "ddim", 50, args.num, args.seed, wanted, device)
+    rows["cond_ddim50"] = judge(images, seconds, wanted)
+    print("cond_ddim50", {k: v for k, v in rows["cond_ddim50"].items() if k != "class_counts"}, flush=True)
+
+    hardware = (torch.cuda.get_device_name(device) if device.type == "cuda" else
+                f"CPU {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads")
+    u, c = rows["ddim50"], rows["cond_ddim50"]
+    bars = [("unconditional DDIM-50 recognised >= 90 %", f"{u['recognised']:.1%}", u["recognised"] >= 0.9),
+            ("every class present (DDIM-50)", f"{u['classes_present']} of 10", u["classes_present"] == 10),
+            ("conditional, no guidance: requested class >= 90 %", f"{c['class_accuracy']:.1%}",
+             c["class_accuracy"] >= 0.9)]
+    if "ddpm1000" in rows:
+        d = rows["ddpm1000"]
+        rel = (d["recognised"] - u["recognised"]) / d["recognised"]
+        speed = d["seconds"] / u["seconds"]
+        bars += [("DDIM-50 recognised within 5 % of DDPM-1000", f"{u['recognised']:.1%} vs {d['recognised']:.1%} "
+                  f"({-rel:+.1%})", rel <= 0.05),
+                 ("DDIM-50 at >= 15x less time than DDPM-1000", f"{speed:.1f}x", speed >= 15)]
+    lines = [f"# Sample quality of the shipped MNIST models ({dt.date.today().isoformat()})", "",
+             f"Measured by `.venv/bin/python bench/sample_quality.py --num {args.num}` on {hardware}, "
+             f"torch {torch.__version__}. {args.num} samples per row, seed {args.seed}; the shipped classifier "
+             f"judges them; FID against the 2,000 bundled test digits (classifier features).", "",
+             "| model, sampler | recognised (conf >= 0.9) | FID | classes present | requested class | ms per image |",
+             "|---|---|---|---|---|---|"]
+    names = {"ddim50": "mnist, DDIM 50 steps", "ddpm1000": "mnist, DDPM 1000 steps",
+             "cond_ddim50": "mnist_cond, DDIM 50 steps, no guidance"}
+    for key, r in rows.items():
+        acc = f"{r['class_accuracy']:.1%}" if "class_accuracy" in r else "–"
+        lines.append(f"| {names[key]} | {r['recognised']:.1%} | {r['fid']:.2f} | {r['classes_present']} | {acc} | "
+                     f"{r['ms_per_image']:.1f} |")
+    lines += ["", "| bar (issue 3) | measured | met |", "|---|---|---|"]
+    lines += [f"| {b} | {m} | {'yes' if ok else 'NO'} |" for b, m, ok in bars]
+    lines += ["", "Classes of the unconditional DDIM-50 samples (0..9): " + ", ".join(map(str, u["class_counts"]))]
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "sample_quality.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / "sample_quality.json").write_text(json.dumps({"num": args.num, "seed": args.seed, "hardware": hardware,
+                                                             "rows": rows}, indent=2) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
