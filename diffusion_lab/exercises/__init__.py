@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from diffusion_lab.exercises import foundations
+from diffusion_lab.exercises import foundations, sampling, training, unet
 from diffusion_lab.exercises.core import ExerciseFailed
 from diffusion_lab.exercises.foundations import (  # chapters 00-02
     check_alpha_bars,
@@ -28,9 +28,17 @@ from diffusion_lab.exercises.foundations import (  # chapters 00-02
     check_to_model_range,
     check_variance_after_step,
 )
+from diffusion_lab.exercises.sampling import check_ddim_step, check_ddim_timesteps, check_posterior_mean  # 05
+from diffusion_lab.exercises.training import check_diffusion_loss, check_ema_update, check_train_step  # 04
+from diffusion_lab.exercises.unet import (  # chapter 03
+    check_conv_output_size,
+    check_conv_parameters,
+    check_res_block,
+    check_timestep_embedding,
+)
 
 # one module per part of the course; each defines its own CHECKS, keyed by exercise number
-CHECKS: dict[str, Callable[[Callable[..., Any]], None]] = {**foundations.CHECKS}
+CHECKS: dict[str, Callable[[Callable[..., Any]], None]] = {**foundations.CHECKS, **unet.CHECKS, **training.CHECKS, **sampling.CHECKS}
 
 __all__ = [
     "CHECKS",
@@ -45,4 +53,14 @@ __all__ = [
     "check_cosine_alpha_bars",
     "check_t_for_snr",
     "check_psnr",
+    "check_conv_output_size",
+    "check_timestep_embedding",
+    "check_res_block",
+    "check_conv_parameters",
+    "check_diffusion_loss",
+    "check_train_step",
+    "check_ema_update",
+    "check_posterior_mean",
+    "check_ddim_step",
+    "check_ddim_timesteps",
 ]
