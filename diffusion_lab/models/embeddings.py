@@ -12,8 +12,9 @@ The first frequencies change fast with t (they tell neighbouring steps apart), t
 (they say roughly where in the chain t is). Every entry lies in [-1, 1]. ``TimestepEmbedding`` follows
 it with a small MLP, so each block of the U-Net can read what it needs from the result.
 
-This is the convention of guided-diffusion's ``timestep_embedding`` and of diffusers'
-``get_timestep_embedding(..., flip_sin_to_cos=False, downscale_freq_shift=0)``: sin first, then cos.
+This is diffusers' ``get_timestep_embedding(..., flip_sin_to_cos=False, downscale_freq_shift=0)``: sin
+first, then cos. guided-diffusion uses the same frequencies with cos first; DDPM's original code puts sin
+first but divides the exponent by half - 1 instead of half (chapter 03 compares them).
 """
 
 from __future__ import annotations
