@@ -4,6 +4,7 @@
     python -m diffusion_lab student --out DIR           chapters with the solutions blanked
     python -m diffusion_lab train --preset NAME [--steps N] [--out DIR] [--resume] [--publish]
     python -m diffusion_lab sample NAME --num N --sampler ddpm|ddim --steps K [--class C] --seed S --out FILE.npz
+        [--prompt TEXT] [--negative-prompt TEXT] [--guidance-scale W] [--classifier-scale S]
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def _sample(args: argparse.Namespace) -> int:
 
     path = sample_command(args.name, num=args.num, sampler=args.sampler, steps=args.steps,
                           class_label=args.class_label, seed=args.seed, out=args.out, eta=args.eta,
+                          prompt=args.prompt, negative_prompt=args.negative_prompt,
+                          guidance_scale=args.guidance_scale, classifier_scale=args.classifier_scale,
                           checkpoints_root=args.checkpoint_dir)
     print(f"wrote {args.num} samples to {path}")
     return 0
@@ -81,7 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--eta", type=float, default=0.0, help="DDIM's eta (0 = deterministic)")
-    p.add_argument("--class", dest="class_label", type=int, help="class to generate (conditional models)")
+    p.add_argument("--class", dest="class_label", type=int,
+                   help="digit to generate: mnist_cond, or mnist with --classifier-scale")
+    p.add_argument("--prompt", help="what to draw (text models), e.g. 'a small red circle in the top left'")
+    p.add_argument("--negative-prompt", help="what to steer away from (text models, with --guidance-scale > 1)")
+    p.add_argument("--guidance-scale", type=float, default=1.0,
+                   help="classifier-free guidance w: 1 = none, 0 = ignore the condition, 3 = stronger (default 1)")
+    p.add_argument("--classifier-scale", type=float, default=0.0,
+                   help="classifier guidance s for the unconditional MNIST model with --class (default 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output .npz (array `images`, uint8, N x H x W x C)")
     p.add_argument("--checkpoint-dir", help="read checkpoints from here instead of data/checkpoints")
@@ -93,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:  # bad input: one clear line, not a stack trace
+    except (ValueError, TypeError, FileNotFoundError) as err:  # bad input: one clear line, not a stack trace
         print(f"error: {err}", file=sys.stderr)
         return 2
 

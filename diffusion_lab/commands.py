@@ -19,7 +19,6 @@ import torch.distributed as dist
 from diffusion_lab.config import pick_device, seed_everything
 from diffusion_lab.presets import Preset, get_preset, load_training_data
 from diffusion_lab.pretrained import load_pretrained, model_kinds, save_pretrained
-from diffusion_lab.sampling import DDIMScheduler, DDPMScheduler, sample
 from diffusion_lab.schedules import NoiseSchedule
 
 
@@ -46,6 +45,34 @@ def _init_distributed() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
+JUDGES = ("classifier", "noisy_classifier", "attribute_scorer")  # classifiers, trained by their own loops
+
+
+def _train_judge(preset: Preset, model: torch.nn.Module, data: torch.Tensor, labels: torch.Tensor,
+                 progress: bool) -> NoiseSchedule | None:
+    """Train one of the classifiers; return the noise schedule it was trained for (None if noise-free)."""
+    from diffusion_lab.models.attribute_scorer import train_attribute_scorer
+    from diffusion_lab.models.classifier import train_classifier
+    from diffusion_lab.models.noisy_classifier import train_noisy_classifier
+
+    c = preset.train
+    settings = {"steps": c.steps, "batch_size": c.batch_size, "lr": c.lr, "seed": c.seed, "progress": progress}
+    if preset.kind == "noisy_classifier":
+        schedule = NoiseSchedule.from_name(preset.schedule, preset.T)
+        train_noisy_classifier(model, data, labels, schedule.to(data.device), **settings)
+        return schedule
+    trainer = train_classifier if preset.kind == "classifier" else train_attribute_scorer
+    trainer(model, data, labels, **settings)
+    return None
+
+
+def _null_condition(preset: Preset, model: torch.nn.Module) -> int | torch.Tensor | None:
+    """What condition dropout swaps in: the null class, the empty prompt's token ids (L,), or None."""
+    if preset.kind == "text_unet":
+        return model.tokenizer.empty(1)[0]
+    return getattr(preset.model_config, "num_classes", None)
+
+
 def train_command(name: str, *, steps: int | None = None, out: str | Path | None = None, resume: bool = False,
                   publish: bool = False, checkpoints_root: str | Path | None = None, progress: bool = True) -> Path:
     """Train preset ``name``; save its (EMA) weights as a named checkpoint and return their path.
@@ -53,7 +80,6 @@ def train_command(name: str, *, steps: int | None = None, out: str | Path | None
     Training checkpoints go to ``out`` (default runs/NAME) for ``--resume``. The final weights go to
     data/checkpoints with ``publish=True`` (or to ``checkpoints_root``), else into ``out``.
     """
-    from diffusion_lab.models.classifier import train_classifier
     from diffusion_lab.training import train
 
     preset = get_preset(name)
@@ -69,16 +95,14 @@ def train_command(name: str, *, steps: int | None = None, out: str | Path | None
     data, labels = load_training_data(preset)
     schedule = None
     start = time.perf_counter()
-    if preset.kind == "classifier":
+    if preset.kind in JUDGES:
         if world > 1:
-            raise ValueError("the classifier trains in a minute: run it in one process, without torchrun")
-        train_classifier(model, data.to(device), labels.to(device), steps=preset.train.steps,
-                         batch_size=preset.train.batch_size, lr=preset.train.lr, seed=preset.train.seed,
-                         progress=progress)
+            raise ValueError(f"{name} trains in minutes: run it in one process, without torchrun")
+        schedule = _train_judge(preset, model, data.to(device), labels.to(device), progress)
         weights = model
     else:
         schedule = NoiseSchedule.from_name(preset.schedule, preset.T)
-        null = getattr(preset.model_config, "num_classes", None)
+        null = _null_condition(preset, model)
         state = train(model, schedule, data, preset.train, labels=labels, null_label=null, out_dir=out,
                       resume=resume, device=device, progress=progress)
         weights = state.ema.model
@@ -106,47 +130,32 @@ def to_uint8_images(x: torch.Tensor) -> np.ndarray:
 
 
 def sample_command(name: str, *, num: int, sampler: str = "ddim", steps: int = 50, class_label: int | None = None,
-                   seed: int = 0, out: str | Path, eta: float = 0.0,
+                   seed: int = 0, out: str | Path, eta: float = 0.0, prompt: str | None = None,
+                   negative_prompt: str | None = None, guidance_scale: float = 1.0, classifier_scale: float = 0.0,
                    checkpoints_root: str | Path | None = None) -> Path:
-    """Generate ``num`` samples from checkpoint ``name`` and write them to ``out`` (.npz).
+    """Generate ``num`` samples from checkpoint ``name`` and write them to ``out`` (.npz); see ``generate``.
 
-    Image models write ``images``: uint8 (N, H, W, C); the 2-D model writes ``points``: float32 (N, 2).
+    Image models write ``images``: uint8 (N, H, W, C), with ``labels`` (N,) (the class asked for, or -1)
+    and, for text models, ``prompts``; the 2-D model writes ``points``: float32 (N, 2).
     """
-    if num <= 0:
+    from diffusion_lab.generate import generate
+
+    if isinstance(num, bool) or not isinstance(num, int) or num <= 0:
         raise ValueError(f"--num must be positive, got {num}")
-    if sampler not in ("ddpm", "ddim"):
-        raise ValueError(f"--sampler must be ddpm or ddim, got {sampler!r}")
     out = Path(out)
     if out.suffix != ".npz":
         raise ValueError(f"--out must end in .npz, got {out}")
-    device = pick_device()
-    pre = load_pretrained(name, root=checkpoints_root, device=device)
-    if pre.schedule is None:
-        raise ValueError(f"{name} is a {pre.info['kind']}, not a diffusion model: nothing to sample")
-    model, config = pre.model, pre.model.config
-    num_classes = getattr(config, "num_classes", None)
-    if class_label is not None and num_classes is None:
-        raise ValueError(f"{name} is unconditional: drop --class, or use a class-conditional checkpoint")
-    if class_label is not None and not 0 <= class_label < num_classes:
-        raise ValueError(f"--class must be in 0..{num_classes - 1}, got {class_label}")
-    # the guess of x_0 is clipped to the data's range: [-1, 1] for images, +-3 for the 2-D toys (all within +-2.5)
-    clip_range = 3.0 if pre.info["kind"] == "mlp" else 1.0
-    scheduler = (DDPMScheduler(pre.schedule, clip_sample_range=clip_range) if sampler == "ddpm"
-                 else DDIMScheduler(pre.schedule, eta=eta, clip_sample_range=clip_range))
-    scheduler.set_timesteps(steps)
-    if pre.info["kind"] == "mlp":
-        shape = (num, 2)
-        fn = model
-    else:
-        shape = (num, config.in_channels, config.image_size, config.image_size)
-        labels = None if class_label is None else torch.full((num,), class_label, device=device)
-        fn = (lambda x, t: model(x, t, labels)) if num_classes is not None else model
-    x = sample(fn, scheduler, shape, generator=torch.Generator().manual_seed(seed), device=device)
+    pre = load_pretrained(name, root=checkpoints_root, device=pick_device())
+    x = generate(pre, num, sampler=sampler, steps=steps, eta=eta, seed=seed, class_label=class_label,
+                 prompt=prompt, negative_prompt=negative_prompt, guidance_scale=guidance_scale,
+                 classifier_scale=classifier_scale, checkpoints_root=checkpoints_root)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.npz")
     if pre.info["kind"] == "mlp":
         np.savez(tmp, points=x.float().cpu().numpy())
     else:
-        np.savez(tmp, images=to_uint8_images(x), labels=np.full(num, -1 if class_label is None else class_label))
+        extra = {"prompts": np.array([prompt] * num)} if prompt is not None else {}
+        np.savez(tmp, images=to_uint8_images(x), labels=np.full(num, -1 if class_label is None else class_label),
+                 **extra)
     os.replace(tmp, out)
     return out

@@ -6,9 +6,21 @@
 - ``fid``: the Frechet distance between Gaussians fitted to the classifier's 128-d features of the
   samples and of real test digits (Heusel et al. 2017, with MNIST features instead of Inception's).
   Lower is better; real digits against other real digits score close to 0.
+
+For text-to-image samples of the shapes data set (chapters 06-08, 10), scored with the
+``AttributeScorer`` (``models/attribute_scorer.py``):
+
+- ``attribute_accuracy``: per attribute (shape, colour, size, position), the share of samples that show
+  the one their caption asked for, and under "all" the share that got all four right.
+- ``mean_pairwise_distance``: the mean Euclidean distance over all distinct pairs of vectors.
+- ``diversity``: the mean pairwise distance among samples for ONE prompt, on features or on pixels
+  (RMS pixel distance). A model that draws the same picture every time scores 0.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -69,3 +81,80 @@ def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
 def fid(classifier: nn.Module, samples: torch.Tensor, reference: torch.Tensor) -> float:
     """FID between sample images and reference images (both (N, 1, 28, 28) in [-1, 1]) on MNIST features."""
     return frechet_distance(features(classifier, samples), features(classifier, reference))
+
+
+def attribute_accuracy(scorer: nn.Module, images: torch.Tensor, wanted: torch.Tensor,
+                       batch_size: int = 500) -> dict[str, float]:
+    """Share of samples whose attributes the scorer reads as ``wanted``.
+
+    ``scorer``: an ``AttributeScorer`` (or any module whose forward returns a dict of logits keyed
+    "shape", "colour", "size", "position"); ``images`` (N, 3, 32, 32) in [-1, 1]; ``wanted`` (N, 4)
+    int64, columns (shape, colour, size, position) as in ``ShapesDataset.attribute_indices``.
+    Returns {"shape": ..., "colour": ..., "size": ..., "position": ..., "all": ...}, each in [0, 1];
+    "all" is the share of samples with all four attributes right. Runs in batches on the scorer's
+    device, without gradients.
+    """
+    from diffusion_lab.models.attribute_scorer import ATTRIBUTE_NAMES
+
+    if not isinstance(images, torch.Tensor) or not isinstance(wanted, torch.Tensor):
+        raise TypeError("images and wanted must be tensors; take wanted from a ShapesDataset's attribute_indices "
+                        "or torch.tensor([a.indices() for a in attributes])")
+    if wanted.ndim != 2 or wanted.shape[1] != len(ATTRIBUTE_NAMES) or wanted.shape[0] != images.shape[0]:
+        raise ValueError(f"need one row of wanted {ATTRIBUTE_NAMES} indices per image: {images.shape[0]} images, "
+                         f"wanted shaped {tuple(wanted.shape)} (expected ({images.shape[0]}, {len(ATTRIBUTE_NAMES)}))")
+    if wanted.dtype != torch.int64:
+        raise TypeError(f"wanted must hold int64 indices, got {wanted.dtype}")
+    if len(images) == 0:
+        raise ValueError("need at least one image to score")
+
+    scorer.eval()
+    device = next(iter(scorer.parameters()), torch.empty(0)).device  # the CPU for a module without parameters
+    predicted = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            logits = scorer(images[start:start + batch_size].to(device))  # name -> (B, n_name)
+            predicted.append(torch.stack([logits[name].argmax(dim=1) for name in ATTRIBUTE_NAMES], dim=1).cpu())
+    predicted = torch.cat(predicted)  # (N, 4)
+    right = predicted == wanted.cpu()  # (N, 4) bool
+    scores = {name: right[:, i].double().mean().item() for i, name in enumerate(ATTRIBUTE_NAMES)}
+    scores["all"] = right.all(dim=1).double().mean().item()
+    return scores
+
+
+def mean_pairwise_distance(vectors: torch.Tensor) -> float:
+    """Mean Euclidean distance ||v_i - v_j|| over all N (N - 1) / 2 pairs i < j of ``vectors`` (N, F), in float64."""
+    if not isinstance(vectors, torch.Tensor) or vectors.ndim != 2:
+        raise ValueError(f"need vectors shaped (N, F), got {tuple(getattr(vectors, 'shape', ()))}; "
+                         f"flatten images with x.flatten(1)")
+    n = vectors.shape[0]
+    if n < 2:
+        raise ValueError(f"need at least 2 vectors to measure a distance between them, got {n}")
+    v = vectors.detach().cpu().double()
+    distances = torch.cdist(v, v, compute_mode="donot_use_mm_for_euclid_dist")  # (N, N), exact rather than fast
+    i, j = torch.triu_indices(n, n, offset=1)
+    return distances[i, j].mean().item()
+
+
+def diversity(images: torch.Tensor, features_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
+    """How different the samples for ONE prompt are: the mean pairwise distance among them.
+
+    ``images`` (N, ...) with N >= 2, e.g. (N, 3, 32, 32) in [-1, 1]. With ``features_fn`` (images ->
+    (N, F)), the distance is taken between features, e.g.
+    ``diversity(x, lambda x: features(classifier, x))`` for the MNIST classifier's 128-d features.
+    Without it, between flattened pixels divided by sqrt(number of values per image): the RMS pixel
+    difference, in the images' own units (for [-1, 1] images, 0 = identical, 2 = black against white
+    everywhere), which does not grow with the image size. 0 means every sample is the same picture;
+    compare values only between runs that use the same ``features_fn``.
+    """
+    if not isinstance(images, torch.Tensor) or images.ndim < 2:
+        raise ValueError(f"need a batch of images shaped (N, ...), got {tuple(getattr(images, 'shape', ()))}")
+    if images.shape[0] < 2:
+        raise ValueError(f"diversity compares samples with each other: need at least 2 samples, got {images.shape[0]}")
+    if features_fn is None:
+        flat = images.detach().flatten(1).double()  # (N, D)
+        return mean_pairwise_distance(flat / math.sqrt(flat.shape[1]))
+    feats = features_fn(images)
+    if not isinstance(feats, torch.Tensor) or feats.ndim != 2 or feats.shape[0] != images.shape[0]:
+        raise ValueError(f"features_fn must map {images.shape[0]} images to a tensor shaped "
+                         f"({images.shape[0]}, F), got {tuple(getattr(feats, 'shape', ()))}")
+    return mean_pairwise_distance(feats)

@@ -17,7 +17,9 @@ from diffusion_lab.training import TrainConfig
 
 @dataclass(frozen=True)
 class Preset:
-    """A recipe. ``kind`` is "unet", "mlp" or "classifier"; ``data`` is "mnist" or a 2-D toy's name."""
+    """A recipe. ``kind`` is a model kind of ``pretrained.model_kinds()``; ``data`` is "mnist", "shapes"
+    (the training split of the captioned shapes, chapter 06), "shapes_all" (every combination) or a
+    2-D toy's name."""
 
     name: str
     kind: str
@@ -34,8 +36,11 @@ class Preset:
 
 
 def _presets() -> dict[str, Preset]:
+    from diffusion_lab.models.attribute_scorer import AttributeScorerConfig
     from diffusion_lab.models.classifier import ClassifierConfig
     from diffusion_lab.models.mlp import MLPConfig
+    from diffusion_lab.models.noisy_classifier import NoisyClassifierConfig
+    from diffusion_lab.models.text_unet import TextUNetConfig
     from diffusion_lab.models.unet import UNetConfig
 
     return {p.name: p for p in [
@@ -53,10 +58,26 @@ def _presets() -> dict[str, Preset]:
         Preset("mnist_classifier", "classifier", ClassifierConfig(),
                TrainConfig(steps=1500, batch_size=128, lr=2e-3), data="mnist",
                description="the MNIST judge used by metrics.py"),
+        Preset("mnist_noisy_classifier", "noisy_classifier", NoisyClassifierConfig(),
+               TrainConfig(steps=2000, batch_size=128, lr=1e-3), data="mnist",
+               description="p(y | x_t, t) on noised MNIST, for classifier guidance (chapter 07)"),
+        Preset("shapes_text", "text_unet", TextUNetConfig.shapes(),
+               TrainConfig(steps=SHAPES_TEXT_STEPS, batch_size=64, lr=5e-4, cond_drop_prob=0.1, checkpoint_every=250,
+                           bf16=True),
+               data="shapes", conditional=True,
+               description="text-to-image on 32x32 shapes; 10 % of captions dropped to the empty prompt (chapter 06)"),
+        Preset("shapes_scorer", "attribute_scorer", AttributeScorerConfig(),
+               TrainConfig(steps=SHAPES_SCORER_STEPS, batch_size=128, lr=2e-3), data="shapes_all",
+               description="reads shape, colour, size and position back from a picture (chapters 06-07)"),
         Preset("tiny", "unet", UNetConfig.tiny(), TrainConfig(steps=20, batch_size=16, checkpoint_every=10,
                                                               log_every=5), data="mnist",
                description="a few seconds of training, for tests"),
     ]}
+
+
+SHAPES_TEXT_STEPS = 3000
+SHAPES_SCORER_STEPS = 600
+SHAPES_TRAIN_IMAGES = 20_000  # about 90 pictures of each of the 220 training combinations
 
 
 def get_preset(name: str) -> Preset:
@@ -71,10 +92,21 @@ def preset_names() -> list[str]:
 
 
 def load_training_data(preset: Preset) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The preset's x_0 samples (N, ...) and, for conditional presets, labels (N,) int64."""
+    """The preset's x_0 samples (N, ...) and its labels: (N,) int64 classes for MNIST presets that use
+    them, (N, L) int64 caption token ids for "shapes", (N, 4) attribute indices for "shapes_all"."""
     from diffusion_lab.data import make_toy, mnist_tensors
+    from diffusion_lab.data.shapes import make_shapes
+    from diffusion_lab.models.text import Tokenizer
 
+    if preset.data == "shapes":
+        shapes = make_shapes(SHAPES_TRAIN_IMAGES, size=preset.model_config.unet.image_size, seed=0, split="train")
+        text = preset.model_config.text
+        ids = Tokenizer(text.vocabulary, text.max_length).encode(shapes.captions)  # (N, L)
+        return shapes.images, ids
+    if preset.data == "shapes_all":
+        shapes = make_shapes(SHAPES_TRAIN_IMAGES, size=preset.model_config.image_size, seed=0, split="all")
+        return shapes.images, shapes.attribute_indices
     if preset.data == "mnist":
         images, labels = mnist_tensors("train")
-        return images, labels if preset.conditional or preset.kind == "classifier" else None
+        return images, labels if preset.conditional or preset.kind in ("classifier", "noisy_classifier") else None
     return make_toy(preset.data, 50_000, seed=0), None

@@ -36,12 +36,17 @@ class CheckpointError(ValueError):
 
 def model_kinds() -> dict[str, tuple[type[nn.Module], type]]:
     """kind -> (model class, config dataclass). Imported here to keep this module light to import."""
+    from diffusion_lab.models.attribute_scorer import AttributeScorer, AttributeScorerConfig
     from diffusion_lab.models.classifier import ClassifierConfig, MNISTClassifier
     from diffusion_lab.models.mlp import MLPConfig, MLPDenoiser
+    from diffusion_lab.models.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
+    from diffusion_lab.models.text_unet import TextUNet, TextUNetConfig
     from diffusion_lab.models.unet import UNet, UNetConfig
 
-    return {"unet": (UNet, UNetConfig), "mlp": (MLPDenoiser, MLPConfig),
-            "classifier": (MNISTClassifier, ClassifierConfig)}
+    return {"unet": (UNet, UNetConfig), "mlp": (MLPDenoiser, MLPConfig), "text_unet": (TextUNet, TextUNetConfig),
+            "classifier": (MNISTClassifier, ClassifierConfig),
+            "noisy_classifier": (NoisyClassifier, NoisyClassifierConfig),
+            "attribute_scorer": (AttributeScorer, AttributeScorerConfig)}
 
 
 def checkpoints_dir(root: str | Path | None = None) -> Path:

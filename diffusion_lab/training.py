@@ -36,7 +36,8 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train. ``cond_drop_prob`` replaces that fraction of class labels by the null class."""
+    """How to train. ``cond_drop_prob`` replaces that fraction of conditions (class labels or prompts)
+    by the null condition: the null class, or the empty prompt."""
 
     steps: int = 10_000
     batch_size: int = 128
@@ -191,13 +192,16 @@ def load_checkpoint(path: Path, state: TrainState, config: TrainConfig, meta: di
 
 
 def train(model: nn.Module, schedule: NoiseSchedule, data: torch.Tensor, config: TrainConfig, *,
-          labels: torch.Tensor | None = None, null_label: int | None = None, out_dir: str | Path | None = None,
+          labels: torch.Tensor | None = None, null_label: int | torch.Tensor | None = None,
+          out_dir: str | Path | None = None,
           resume: bool = False, device: torch.device | None = None,
           on_log: Callable[[TrainState], None] | None = None, progress: bool = True) -> TrainState:
     """Train ``model`` to predict the noise in x_t; return the final ``TrainState`` (model, EMA, history).
 
-    data: x_0 samples (N, ...) on the CPU; labels: (N,) int64 class labels for a conditional model,
-    with ``null_label`` the class that ``cond_drop_prob`` swaps in. ``out_dir`` receives
+    data: x_0 samples (N, ...) on the CPU; labels: the condition of each sample for a conditional
+    model, (N,) int64 class labels or (N, L) int64 prompt token ids, passed to ``model(x_t, t, labels)``;
+    ``null_label`` is what ``cond_drop_prob`` swaps in: the null class (an int) or the empty prompt's
+    ids (L,). ``out_dir`` receives
     ``checkpoint.pt`` every ``config.checkpoint_every`` steps; with ``resume=True`` an existing one is
     loaded first. ``on_log(state)`` is called every ``config.log_every`` steps (live plots).
     """
@@ -206,10 +210,17 @@ def train(model: nn.Module, schedule: NoiseSchedule, data: torch.Tensor, config:
     rank, world = _world()
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the {world} processes")
-    if labels is not None and (labels.shape != (len(data),) or labels.dtype != torch.long):
-        raise ValueError(f"labels must be int64 shaped ({len(data)},), got {labels.dtype} {tuple(labels.shape)}")
+    if labels is not None and (labels.ndim not in (1, 2) or labels.shape[0] != len(data) or labels.dtype != torch.long):
+        raise ValueError(f"labels must be int64 shaped ({len(data)},) (classes) or ({len(data)}, L) (token ids), "
+                         f"got {labels.dtype} {tuple(labels.shape)}")
     if config.cond_drop_prob > 0 and null_label is None:
-        raise ValueError("cond_drop_prob > 0 needs null_label, the class index that means 'no label'")
+        raise ValueError("cond_drop_prob > 0 needs null_label: the class index, or the empty prompt's token ids, "
+                         "that means 'no condition'")
+    if labels is not None and null_label is not None:
+        null_label = torch.as_tensor(null_label, dtype=torch.long)
+        if null_label.shape != labels.shape[1:]:
+            raise ValueError(f"null_label must have the shape of one label, {tuple(labels.shape[1:])}, "
+                             f"got {tuple(null_label.shape)}")
     device = device or next(model.parameters()).device
     model.to(device)
     schedule = schedule.to(device)
@@ -236,8 +247,9 @@ def train(model: nn.Module, schedule: NoiseSchedule, data: torch.Tensor, config:
         y = None
         if labels is not None:
             y = labels[idx].to(device)
-            if config.cond_drop_prob > 0:
-                y = torch.where(drop, torch.full_like(y, null_label), y)  # classifier-free guidance training
+            if config.cond_drop_prob > 0:  # classifier-free guidance training: forget the condition sometimes
+                dropped = drop.view(-1, *[1] * (y.ndim - 1))  # (B,), or (B, 1) to broadcast over token ids
+                y = torch.where(dropped, null_label.to(device), y)
         for group in optimizer.param_groups:  # linear warm-up, then constant
             group["lr"] = config.lr * min(1.0, (state.step + 1) / max(1, config.warmup_steps))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):

@@ -172,13 +172,14 @@ def test_presets_are_consistent():
     from diffusion_lab.pretrained import model_kinds
 
     names = preset_names()
-    assert {"tiny", "mnist", "mnist_cond", "mnist_classifier", "toy2d"} <= set(names)
+    assert {"tiny", "mnist", "mnist_cond", "mnist_classifier", "toy2d", "mnist_noisy_classifier", "shapes_text",
+            "shapes_scorer"} <= set(names)
     for name in names:
         preset = get_preset(name)
         assert preset.name == name and preset.kind in model_kinds()
         assert isinstance(preset.model_config, model_kinds()[preset.kind][1])
-        assert preset.conditional == (getattr(preset.model_config, "num_classes", None) is not None
-                                      and preset.kind == "unet")
+        conditional_unet = getattr(preset.model_config, "num_classes", None) is not None and preset.kind == "unet"
+        assert preset.conditional == (conditional_unet or preset.kind == "text_unet")
         assert preset.with_steps(7).train.steps == 7 and preset.with_steps(7).train.lr == preset.train.lr
     tiny = get_preset("tiny")
     assert tiny.train.checkpoint_every == 10 and tiny.data == "mnist"

@@ -351,3 +351,33 @@ def test_two_process_ddp_matches_one_process(tmp_path):
                                atol=1e-6)
     manifest = json.loads((d2 / "manifest.json").read_text())["tiny"]
     assert manifest["processes"] == 2 and manifest["command"].startswith("torchrun --nproc_per_node 2")
+
+
+def test_text_conditions_are_dropped_to_the_empty_prompt(tmp_path):
+    """Token ids (N, L) train like class labels; cond_drop_prob swaps in the empty prompt's ids."""
+    from diffusion_lab.data.shapes import make_shapes
+    from diffusion_lab.models.text import TextEncoderConfig
+    from diffusion_lab.models.text_unet import TextUNet, TextUNetConfig
+
+    config = TextUNetConfig(dataclasses.replace(UNetConfig.tiny(), in_channels=3, out_channels=3, image_size=16,
+                                                cross_attention_resolutions=(4,), context_dim=16),
+                            TextEncoderConfig(width=16, depth=1, num_heads=2))
+    torch.manual_seed(0)
+    model = TextUNet(config)
+    shapes = make_shapes(8, size=16)
+    ids = model.tokenizer.encode(shapes.captions)  # (8, 12)
+    seen = []
+    forward = model.forward
+    model.forward = lambda x, t, y: seen.append(y.clone()) or forward(x, t, y)
+    empty = model.tokenizer.empty(1)[0]
+    cfg = TrainConfig(steps=3, batch_size=8, cond_drop_prob=0.5, log_every=1, checkpoint_every=3)
+    state = train(model, NoiseSchedule.from_name("cosine", 1000), shapes.images, cfg, labels=ids, null_label=empty,
+                  progress=False)
+    assert state.step == 3 and all(math.isfinite(v) for v in state.history.losses)
+    batches = torch.cat(seen)  # (24, 12)
+    is_empty = (batches == empty).all(1)
+    assert 0 < is_empty.sum() < len(batches)  # some captions dropped, not all
+    assert all(row.tolist() in ids.tolist() for row in batches[~is_empty])
+    with pytest.raises(ValueError, match=r"null_label must have the shape of one label, \(12,\)"):
+        train(model, NoiseSchedule.from_name("cosine", 1000), shapes.images, cfg, labels=ids, null_label=3,
+              progress=False)

@@ -11,7 +11,8 @@
     GroupNorm -> SiLU -> conv_out -> eps_pred (B, C_out, 28, 28)
 
 Every ResBlock also reads the embedding of t (``embeddings.py``), plus a learned class embedding when
-the model is class-conditional. Each ResBlock of the down path hands its output across to the
+the model is class-conditional. A text model (chapter 06) also reads the prompt: cross-attention
+blocks after the ResBlocks of the levels named in ``cross_attention_resolutions`` (and in the middle). Each ResBlock of the down path hands its output across to the
 matching ResBlock of the up path (the skip connections), so fine detail need not squeeze through 7x7.
 
 Designed for laptop CPUs, where time goes almost entirely into convolutions (``bench/unet_throughput.py``):
@@ -29,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffusion_lab.models.attention import SelfAttention
+from diffusion_lab.models.attention import CrossAttention, SelfAttention
 from diffusion_lab.models.blocks import Downsample, ResBlock, Upsample, zero_init
 from diffusion_lab.models.embeddings import TimestepEmbedding
 
@@ -43,6 +44,10 @@ class UNetConfig:
     ``attention_resolutions`` names resolutions (in pixels, e.g. 14 for 14x14) where every ResBlock of
     the down and up paths is followed by self-attention as well (DDPM used 16 on 32x32 CIFAR-10).
     Each attention block splits its channels into ``num_heads`` heads.
+
+    Text conditioning (chapter 06): with ``context_dim = D`` the model reads one D-dim vector per
+    prompt token (``forward(..., context=...)``) through cross-attention after every ResBlock at the
+    ``cross_attention_resolutions``, and in the middle block when the lowest resolution is among them.
 
     Class conditioning: with ``num_classes = K`` the model learns K + 1 class embeddings. Rows 0..K-1
     are the classes; row K is the "null" class (no label), used for the 10 % label dropout of
@@ -60,11 +65,13 @@ class UNetConfig:
     channel_mults: tuple[int, ...] = (1, 2, 4)
     num_res_blocks: int = 1
     mid_attention: bool = True
-    attention_resolutions: tuple[int, ...] = ()  # chapter 06 adds cross_attention_resolutions beside it
+    attention_resolutions: tuple[int, ...] = ()
+    cross_attention_resolutions: tuple[int, ...] = ()
     num_heads: int = 4
     num_groups: int = 8
     dropout: float = 0.0
     num_classes: int | None = None
+    context_dim: int | None = None
 
     @classmethod
     def tiny(cls) -> UNetConfig:
@@ -84,6 +91,13 @@ class UNetConfig:
         """``mnist()`` plus a class label (digits 0-9, and the null class 10)."""
         return dataclasses.replace(cls.mnist(), num_classes=10)
 
+    @classmethod
+    def shapes_text(cls, context_dim: int = 64) -> UNetConfig:
+        """RGB 32x32 shapes read through text: channels (32, 64, 64) at 32, 16 and 8 pixels,
+        cross-attention to the prompt at 16 and 8 (256 and 64 queries against 12 tokens)."""
+        return cls(in_channels=3, out_channels=3, image_size=32, channel_mults=(1, 2, 2),
+                   cross_attention_resolutions=(16, 8), context_dim=context_dim)
+
     @property
     def channels(self) -> tuple[int, ...]:
         """Channels at each level, e.g. (32, 64, 128)."""
@@ -101,7 +115,7 @@ class UNetConfig:
 
     def __post_init__(self) -> None:
         # Accept lists (from JSON, say) but store tuples, so configs stay hashable and comparable.
-        for name in ("channel_mults", "attention_resolutions"):
+        for name in ("channel_mults", "attention_resolutions", "cross_attention_resolutions"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         for name in ("in_channels", "out_channels", "image_size", "base_channels", "num_res_blocks",
                      "num_heads", "num_groups"):
@@ -130,6 +144,22 @@ class UNetConfig:
             if c % self.num_heads != 0:
                 raise ValueError(f"{c} channels (at a level with attention) cannot be split into "
                                  f"num_heads={self.num_heads} heads")
+        for r in self.cross_attention_resolutions:
+            if r not in self.resolutions:
+                raise ValueError(f"cross-attention resolution {r} is never reached: this network works at "
+                                 f"resolutions {self.resolutions}")
+        if (self.context_dim is None) != (not self.cross_attention_resolutions):
+            raise ValueError("context_dim and cross_attention_resolutions go together: a text model needs both "
+                             f"(got context_dim={self.context_dim}, "
+                             f"cross_attention_resolutions={self.cross_attention_resolutions})")
+        if self.context_dim is not None and (isinstance(self.context_dim, bool)
+                                             or not isinstance(self.context_dim, int) or self.context_dim < 1):
+            raise ValueError(f"context_dim must be None or a positive int, got {self.context_dim!r}")
+        cross_channels = [self.channels[self.resolutions.index(r)] for r in self.cross_attention_resolutions]
+        for c in cross_channels:
+            if c % self.num_heads != 0:
+                raise ValueError(f"{c} channels (at a level with cross-attention) cannot be split into "
+                                 f"num_heads={self.num_heads} heads")
         if not isinstance(self.mid_attention, bool):
             raise ValueError(f"mid_attention must be True or False, got {self.mid_attention!r}")
         if not isinstance(self.dropout, int | float) or not 0.0 <= self.dropout < 1.0:
@@ -141,30 +171,42 @@ class UNetConfig:
 
 class Level(nn.Module):
     """One resolution of the down or up path: ``num_res_blocks`` x (ResBlock, then SelfAttention or
-    nothing), then a resampler (Downsample, Upsample, or nothing at the ends).
-
-    Chapter 06 plugs text in here: a third list, of cross-attention blocks, one after each ``attn``.
+    nothing, then CrossAttention to the text or nothing), then a resampler (Downsample, Upsample, or
+    nothing at the ends).
     """
 
-    def __init__(self, res: list[ResBlock], attn: list[nn.Module], resample: nn.Module) -> None:
+    def __init__(self, res: list[ResBlock], attn: list[nn.Module], xattn: list[nn.Module], resample: nn.Module) -> None:
         super().__init__()
         self.res = nn.ModuleList(res)
         self.attn = nn.ModuleList(attn)
+        self.xattn = nn.ModuleList(xattn)
         self.resample = resample
 
 
+def _read_text(block: nn.Module, h: torch.Tensor, context: torch.Tensor | None,
+               context_mask: torch.Tensor | None) -> torch.Tensor:
+    """Cross-attention where the config puts one (``block`` is a CrossAttention), else h unchanged."""
+    return block(h, context, context_mask) if isinstance(block, CrossAttention) else h
+
+
 class MidBlock(nn.Module):
-    """The bottom of the U: ResBlock, SelfAttention (49 tokens at 7x7: the cheapest place for it), ResBlock."""
+    """The bottom of the U: ResBlock, SelfAttention (49 tokens at 7x7: the cheapest place for it),
+    CrossAttention to the text (text models whose lowest resolution reads text), ResBlock."""
 
     def __init__(self, channels: int, emb_dim: int, config: UNetConfig) -> None:
         super().__init__()
         c = config
         self.res1 = ResBlock(channels, channels, emb_dim, c.num_groups, c.dropout)
         self.attn = SelfAttention(channels, c.num_heads, c.num_groups) if c.mid_attention else nn.Identity()
+        reads_text = c.resolutions[-1] in c.cross_attention_resolutions
+        self.xattn = (CrossAttention(channels, c.context_dim, c.num_heads, c.num_groups) if reads_text
+                      else nn.Identity())
         self.res2 = ResBlock(channels, channels, emb_dim, c.num_groups, c.dropout)
 
-    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        return self.res2(self.attn(self.res1(h, emb)), emb)  # (B, C, H, W)
+    def forward(self, h: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None = None,
+                context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.attn(self.res1(h, emb))
+        return self.res2(_read_text(self.xattn, h, context, context_mask), emb)  # (B, C, H, W)
 
 
 class UNet(nn.Module):
@@ -185,13 +227,18 @@ class UNet(nn.Module):
                 return SelfAttention(ch[level], c.num_heads, c.num_groups)
             return nn.Identity()
 
+        def cross_attention(level: int) -> nn.Module:
+            if c.resolutions[level] in c.cross_attention_resolutions:
+                return CrossAttention(ch[level], c.context_dim, c.num_heads, c.num_groups)
+            return nn.Identity()
+
         self.time_embed = TimestepEmbedding(c.base_channels, emb_dim)
         # num_classes + 1 rows: the last one is the null class (see UNetConfig).
         self.class_embed = nn.Embedding(c.num_classes + 1, emb_dim) if c.num_classes is not None else None
         self.conv_in = nn.Conv2d(c.in_channels, ch[0], kernel_size=3, padding=1)
         self.down = nn.ModuleList(
             Level([res(ch[i], ch[i]) for _ in range(n)], [attention(i) for _ in range(n)],
-                  Downsample(ch[i], ch[i + 1]) if i < levels - 1 else nn.Identity())
+                  [cross_attention(i) for _ in range(n)], Downsample(ch[i], ch[i + 1]) if i < levels - 1 else nn.Identity())
             for i in range(levels)
         )
         self.mid = MidBlock(ch[-1], emb_dim, c)
@@ -199,19 +246,23 @@ class UNet(nn.Module):
         # Each of its ResBlocks reads [h, skip] concatenated along channels, hence 2 * ch[i] inputs.
         self.up = nn.ModuleList(
             Level([res(2 * ch[i], ch[i]) for _ in range(n)], [attention(i) for _ in range(n)],
-                  Upsample(ch[i], ch[i - 1]) if i > 0 else nn.Identity())
+                  [cross_attention(i) for _ in range(n)], Upsample(ch[i], ch[i - 1]) if i > 0 else nn.Identity())
             for i in range(levels)
         )
         self.norm_out = nn.GroupNorm(c.num_groups, ch[0])
         self.conv_out = zero_init(nn.Conv2d(ch[0], c.out_channels, kernel_size=3, padding=1))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None, *,
+                context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, C_in, H, W) float, t (B,) timesteps, class_labels (B,) int64 or None -> eps_pred (B, C_out, H, W).
 
         On a class-conditional model, ``class_labels=None`` means "no label": every sample gets the
         null class ``num_classes`` (the unconditional branch of classifier-free guidance).
+        A text model (``context_dim`` set) needs ``context`` (B, L, context_dim), one vector per token
+        from a text encoder, and takes ``context_mask`` (B, L) bool, False at padding.
         """
         self._check_inputs(x, t, class_labels)
+        self._check_context(x, context, context_mask)
         emb = self.time_embed(t)  # (B, E)
         if self.class_embed is not None:
             if class_labels is None:
@@ -221,16 +272,38 @@ class UNet(nn.Module):
         h = self.conv_in(x)  # (B, ch[0], H, W)
         skips = []
         for level in self.down:
-            for res, attn in zip(level.res, level.attn):
-                h = attn(res(h, emb))  # (B, ch[i], H_i, W_i)
+            for res, attn, xattn in zip(level.res, level.attn, level.xattn):
+                h = _read_text(xattn, attn(res(h, emb)), context, context_mask)  # (B, ch[i], H_i, W_i)
                 skips.append(h)
             h = level.resample(h)  # (B, ch[i+1], H_i / 2, W_i / 2)
-        h = self.mid(h, emb)  # (B, ch[-1], H_min, W_min)
+        h = self.mid(h, emb, context, context_mask)  # (B, ch[-1], H_min, W_min)
         for level in reversed(self.up):
-            for res, attn in zip(level.res, level.attn):
+            for res, attn, xattn in zip(level.res, level.attn, level.xattn):
                 h = attn(res(torch.cat([h, skips.pop()], dim=1), emb))  # (B, 2 ch[i], ...) -> (B, ch[i], ...)
+                h = _read_text(xattn, h, context, context_mask)
             h = level.resample(h)  # (B, ch[i-1], 2 H_i, 2 W_i)
         return self.conv_out(F.silu(self.norm_out(h)))  # (B, C_out, H, W)
+
+    def _check_context(self, x: torch.Tensor, context: torch.Tensor | None, context_mask: torch.Tensor | None) -> None:
+        D = self.config.context_dim
+        if D is None:
+            if context is not None or context_mask is not None:
+                raise ValueError("context given to a model without text conditioning; build it with "
+                                 "UNetConfig(context_dim=..., cross_attention_resolutions=...) to read text")
+            return
+        B = x.shape[0]
+        if not isinstance(context, torch.Tensor):
+            raise ValueError(f"this model reads text: pass context=(B, L, {D}) token vectors from a text encoder "
+                             f"(for 'no text', encode the empty prompt)")
+        if context.ndim != 3 or context.shape[0] != B or context.shape[2] != D:
+            raise ValueError(f"context must be (B, L, context_dim) = ({B}, L, {D}), got {tuple(context.shape)}")
+        if context_mask is not None and (not isinstance(context_mask, torch.Tensor)
+                                         or context_mask.shape != context.shape[:2]
+                                         or context_mask.dtype != torch.bool):
+            got = (f"{context_mask.dtype} {tuple(context_mask.shape)}" if isinstance(context_mask, torch.Tensor)
+                   else type(context_mask).__name__)
+            raise ValueError(f"context_mask must be a bool tensor of shape {tuple(context.shape[:2])} "
+                             f"(True = real token), got {got}")
 
     def _check_inputs(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None) -> None:
         c = self.config
@@ -278,8 +351,8 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def shape_trace(model: UNet, x: torch.Tensor, t: torch.Tensor,
-                class_labels: torch.Tensor | None = None) -> list[tuple[str, tuple[int, ...]]]:
+def shape_trace(model: UNet, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None,
+                **context: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
     """Run ``model`` once and list (block name, output shape) for every block, in the order they run.
 
     For chapter 03's printed trace: ``("down.0.res.0", (2, 32, 28, 28))``, ..., ``("conv_out", ...)``.
@@ -293,11 +366,12 @@ def shape_trace(model: UNet, x: torch.Tensor, t: torch.Tensor,
     handles = [
         module.register_forward_hook(recorder(name))
         for name, module in model.named_modules()
-        if isinstance(module, (ResBlock, SelfAttention, Downsample, Upsample)) or name in ("conv_in", "conv_out")
+        if isinstance(module, (ResBlock, SelfAttention, CrossAttention, Downsample, Upsample))
+        or name in ("conv_in", "conv_out")
     ]
     try:
         with torch.no_grad():
-            model(x, t, class_labels)
+            model(x, t, class_labels, **context)  # context=..., context_mask=... for a text model
     finally:
         for handle in handles:
             handle.remove()

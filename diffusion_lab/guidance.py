@@ -1,0 +1,136 @@
+"""Guidance: a few lines around the model that trade diversity for fidelity to the condition (chapter 07).
+
+Both kinds wrap a model into another ``model(xt, t) -> eps_pred`` callable, so the sampling loops of
+``sampling.py`` run unchanged with DDPM or DDIM.
+
+Classifier-free guidance (Ho & Salimans 2022), with c the condition, ∅ the empty condition and w the
+guidance scale:
+
+    eps = eps_theta(x_t, ∅) + w * (eps_theta(x_t, c) - eps_theta(x_t, ∅))
+
+w = 0 ignores the condition, w = 1 is the plain conditional model, w > 1 pushes further along the
+direction that c adds. It needs a model that also learned ∅, which is why training replaces the
+condition by ∅ 10 % of the time (``TrainConfig.cond_drop_prob``). A negative prompt takes the place
+of ∅, so the samples are pushed away from it as well as towards c. Both predictions come from one
+forward pass over a doubled batch.
+
+Classifier guidance (Dhariwal & Nichol 2021, Algorithm 2): a classifier p_phi(y | x_t, t) trained on
+noisy images gives the direction in which x_t becomes more like class y, and with scale s
+
+    eps = eps_theta(x_t) - s * sqrt(1 - alpha_bar_t) * grad_{x_t} log p_phi(y | x_t, t)
+
+which is the score of p(x_t) p(y | x_t)^s written as a noise prediction. It steers an unconditional
+model, at the price of a classifier that must work at every noise level.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from diffusion_lab.sampling import Model
+from diffusion_lab.schedules import NoiseSchedule
+from diffusion_lab.tensors import append_dims
+
+# model(xt, t, cond) -> eps_pred, with cond (B,) class labels or (B, L) token ids.
+ConditionalModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def check_scale(value: float, name: str = "guidance_scale") -> float:
+    """A guidance scale must be a finite number >= 0; return it as a float."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite number such as 3.0, got {value!r}")
+    if value < 0:
+        hint = (" To steer away from something, give it as a negative prompt instead."
+                if name == "guidance_scale" else "")
+        raise ValueError(f"{name} must be >= 0 (0 ignores the condition), got {value}: a negative scale "
+                         f"pushes the samples away from what you asked for.{hint}")
+    return float(value)
+
+
+def cfg_combine(eps_null: torch.Tensor, eps_cond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """eps_null + w * (eps_cond - eps_null): both (B, ...), the predictions without and with the condition."""
+    if eps_null.shape != eps_cond.shape:
+        raise ValueError(f"the two predictions must have the same shape, got {tuple(eps_null.shape)} "
+                         f"and {tuple(eps_cond.shape)}")
+    return eps_null + guidance_scale * (eps_cond - eps_null)
+
+
+def _batch_of(cond: torch.Tensor, batch_size: int, name: str) -> torch.Tensor:
+    """``cond`` as a batch of ``batch_size`` conditions: a batch of 1 is repeated, any other size must match."""
+    if not isinstance(cond, torch.Tensor) or cond.ndim == 0:
+        raise ValueError(f"{name} must be a tensor with one condition per sample (B,) or (B, L), got {cond!r}")
+    if cond.shape[0] == 1 and batch_size != 1:
+        return cond.expand(batch_size, *cond.shape[1:])
+    if cond.shape[0] != batch_size:
+        raise ValueError(f"{name} holds {cond.shape[0]} conditions but the batch has {batch_size} samples; "
+                         f"give one condition per sample, or one for all")
+    return cond
+
+
+def classifier_free_guidance(model: ConditionalModel, cond: torch.Tensor, null_cond: torch.Tensor,
+                             guidance_scale: float) -> Model:
+    """Wrap ``model(xt, t, cond)`` into ``guided(xt, t)`` that applies classifier-free guidance.
+
+    cond: (B, ...) the conditions (class labels (B,) or token ids (B, L)); a batch of 1 serves all.
+    null_cond: the same shape, ∅ (the null class, the empty prompt's ids) or a negative prompt.
+    guidance_scale: w >= 0. At w = 0 or w = 1 only one prediction is needed, and only one is made.
+    """
+    w = check_scale(guidance_scale)
+    for name, c in (("cond", cond), ("null_cond", null_cond)):
+        if not isinstance(c, torch.Tensor) or c.ndim == 0:
+            raise ValueError(f"{name} must be a tensor with one condition per sample, got {c!r}")
+    if cond.shape[1:] != null_cond.shape[1:]:
+        raise ValueError(f"cond and null_cond must be conditions of the same kind: one is {tuple(cond.shape[1:])} "
+                         f"per sample, the other {tuple(null_cond.shape[1:])}")
+
+    def guided(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        B = xt.shape[0]
+        c, null = _batch_of(cond, B, "cond"), _batch_of(null_cond, B, "null_cond")
+        if w == 1.0:
+            return model(xt, t, c)
+        if w == 0.0:
+            return model(xt, t, null)
+        eps_null, eps_cond = model(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([null, c])).chunk(2)
+        return cfg_combine(eps_null, eps_cond, w)  # (B, ...)
+
+    return guided
+
+
+def classifier_log_prob_grad(classifier: nn.Module, xt: torch.Tensor, t: torch.Tensor,
+                             class_labels: torch.Tensor) -> torch.Tensor:
+    """grad_{x_t} log p_phi(y | x_t, t) for each sample: xt (B, C, H, W), t (B,), class_labels (B,) -> (B, C, H, W)."""
+    with torch.enable_grad():  # sampling runs under no_grad; this gradient is the point
+        x = xt.detach().float().requires_grad_(True)
+        log_probs = classifier(x, t).float().log_softmax(dim=-1)  # (B, num_classes)
+        chosen = log_probs[torch.arange(len(x), device=x.device), class_labels]  # (B,)
+        (grad,) = torch.autograd.grad(chosen.sum(), x)  # samples are independent: the sum's gradient is each one's
+    return grad.to(xt.dtype)
+
+
+def classifier_guidance(model: Model, classifier: nn.Module, schedule: NoiseSchedule, class_labels: torch.Tensor,
+                        scale: float) -> Model:
+    """Wrap an unconditional ``model(xt, t)`` into ``guided(xt, t)`` steered towards ``class_labels``.
+
+    classifier: a noise-aware p_phi(y | x_t, t), called as classifier(xt, t) -> logits (B, num_classes).
+    class_labels: (B,) int64, or (1,) for one class for all. scale: s >= 0 (0 is no guidance).
+    """
+    s = check_scale(scale, "scale")
+    if not isinstance(class_labels, torch.Tensor) or class_labels.ndim != 1 or class_labels.dtype not in (
+            torch.int64, torch.int32):
+        raise ValueError(f"class_labels must be a (B,) int64 tensor of class indices, got {class_labels!r}")
+    alpha_bars = schedule.alpha_bars
+
+    def guided(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        eps_pred = model(xt, t)  # (B, C, H, W)
+        if s == 0.0:
+            return eps_pred
+        y = _batch_of(class_labels, xt.shape[0], "class_labels").to(xt.device)
+        grad = classifier_log_prob_grad(classifier, xt, t, y)  # (B, C, H, W)
+        sigma = append_dims((1 - alpha_bars.to(xt.device)[t]).sqrt(), xt.ndim).to(eps_pred.dtype)  # (B, 1, 1, 1)
+        return eps_pred - s * sigma * grad
+
+    return guided
