@@ -28,12 +28,14 @@ DIFFUSION_KINDS = ("unet", "mlp", "text_unet")
 
 def make_scheduler(pre: Pretrained, sampler: str = "ddim", steps: int = 50, eta: float = 0.0
                    ) -> DDPMScheduler | DDIMScheduler:
-    """The scheduler for a checkpoint, its x_0 guess clipped to the data's range ([-1, 1]; +-3 for 2-D toys)."""
+    """The scheduler for a checkpoint, its x_0 guess clipped to the data's range ([-1, 1]; +-3 for 2-D toys);
+    DDIM re-derives the noise from the clipped guess (``use_clipped_model_output``)."""
     if sampler not in ("ddpm", "ddim"):
         raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
     clip_range = 3.0 if pre.info["kind"] == "mlp" else 1.0
+    # DDIM re-derives eps from the clipped x_0 (GLIDE's choice): guided samples need it (see ddim_step).
     scheduler = (DDPMScheduler(pre.schedule, clip_sample_range=clip_range) if sampler == "ddpm"
-                 else DDIMScheduler(pre.schedule, eta=eta, clip_sample_range=clip_range))
+                 else DDIMScheduler(pre.schedule, eta=eta, clip_sample_range=clip_range, use_clipped_model_output=True))
     scheduler.set_timesteps(steps)
     return scheduler
 

@@ -129,6 +129,27 @@ def test_ddim_one_step_matches_diffusers(name: str, clip: bool, eta: float, same
         torch.testing.assert_close(out.prev_sample, exp.prev_sample, **TOLS[same])
 
 
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+@pytest.mark.parametrize("name", NAMES)
+def test_ddim_clipped_model_output_matches_diffusers(name: str, eta: float) -> None:
+    """use_clipped_model_output=True re-derives eps from the clamped x_0, as diffusers' step(...) does."""
+    ours = DDIMScheduler(NoiseSchedule.from_name(name, T), eta=eta, use_clipped_model_output=True)
+    ref = _ref_ddim(name, True, same_alpha_bars=True)
+    ours.set_timesteps(20)
+    ref.set_timesteps(20)
+    xt, eps = _xt_eps(3)
+    plain = DDIMScheduler(NoiseSchedule.from_name(name, T), eta=eta)
+    plain.set_timesteps(20)
+    for t in ours.timesteps.tolist():
+        out = ours.step(3 * eps, t, xt, generator=_gen(11))
+        exp = ref.step(3 * eps, t, xt, eta=eta, use_clipped_model_output=True, generator=_gen(11))
+        torch.testing.assert_close(out.prev_sample, exp.prev_sample, **TOLS[True])
+    assert not torch.allclose(plain.step(3 * eps, 950, xt, generator=_gen(1)).prev_sample,
+                              ours.step(3 * eps, 950, xt, generator=_gen(1)).prev_sample)
+    with pytest.raises(TypeError, match="use_clipped_model_output must be True or False"):
+        DDIMScheduler(NoiseSchedule.from_name(name, T), use_clipped_model_output=1)
+
+
 # ----- timesteps and full loops against diffusers ------------------------------------------------
 
 @pytest.mark.parametrize("K", [1, 3, 7, 10, 50, 999, 1000])

@@ -1,19 +1,33 @@
-"""The denoisers the course trains: a U-Net for images (chapter 03) and an MLP for 2-D points (chapter 04).
+"""The networks the course trains: denoisers (chapters 03-06) and the judges that score samples (05-07).
 
-    embeddings.py  sinusoidal timestep embedding
-    blocks.py      ResBlock, Downsample, Upsample
-    attention.py   SelfAttention
-    unet.py        UNetConfig (presets tiny / mnist / mnist_conditional), UNet, shape_trace
-    mlp.py         MLPConfig, MLPDenoiser
+    embeddings.py        sinusoidal timestep embedding
+    blocks.py            ResBlock, Downsample, Upsample
+    attention.py         SelfAttention, CrossAttention, record_cross_attention
+    unet.py              UNetConfig (presets tiny / mnist / mnist_conditional / shapes_text), UNet, shape_trace
+    mlp.py               MLPConfig, MLPDenoiser
+    text.py              Tokenizer, TextEncoderConfig, TextEncoder (chapter 06)
+    text_unet.py         TextUNetConfig, TextUNet: text encoder + U-Net, trained together
+    classifier.py        the noise-free MNIST judge
+    noisy_classifier.py  p(y | x_t, t) for classifier guidance (chapter 07)
+    attribute_scorer.py  reads shape, colour, size and position back from a shapes picture
 """
 
-from diffusion_lab.models.attention import SelfAttention
+from diffusion_lab.models.attention import CrossAttention, SelfAttention, record_cross_attention
 from diffusion_lab.models.blocks import Downsample, ResBlock, Upsample
 from diffusion_lab.models.embeddings import TimestepEmbedding, timestep_embedding
 from diffusion_lab.models.mlp import MLPConfig, MLPDenoiser
+from diffusion_lab.models.text import TextEncoder, TextEncoderConfig, Tokenizer
+from diffusion_lab.models.text_unet import TextUNet, TextUNetConfig
 from diffusion_lab.models.unet import UNet, UNetConfig, count_parameters, shape_trace
 
 __all__ = [
+    "CrossAttention",
+    "TextEncoder",
+    "TextEncoderConfig",
+    "TextUNet",
+    "TextUNetConfig",
+    "Tokenizer",
+    "record_cross_attention",
     "Downsample",
     "MLPConfig",
     "MLPDenoiser",
