@@ -147,7 +147,7 @@ def main() -> None:
 def report(results: dict) -> str:
     lines = ["# Guidance and text conditioning on the shipped models", "",
              "Written by `bench/guidance_quality.py` (see its docstring for what each number means). "
-             "DDIM 50 steps, eta 0, everywhere.", ""]
+             "DDIM 50 steps, eta 0, except where a sampler column says otherwise.", ""]
     bars = []
     if "mnist_cfg" in results:
         r = results["mnist_cfg"]

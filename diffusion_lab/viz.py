@@ -1,4 +1,5 @@
-"""Pictures the chapters draw: image grids, noising strips, schedule curves, animations (chapters 01-02).
+"""Pictures the chapters draw: image grids, noising strips, schedule curves, animations (chapters 01-02),
+the guidance trade-off between fidelity and diversity (chapter 07).
 
 Images are tensors in [-1, 1], shaped (C, H, W) or batched (B, C, H, W), as everywhere in the course.
 Every function returns the matplotlib Figure it drew, so a notebook can show it or save it.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from collections.abc import Callable, Sequence
 
 import matplotlib
@@ -172,6 +174,52 @@ def plot_points(points: torch.Tensor, ax: Axes | None = None, title: str | None 
     if title:
         ax.set_title(title)
     return ax
+
+
+def plot_fidelity_diversity(scales: Sequence[float], fidelity: Sequence[float], diversity: Sequence[float], *,
+                            ax: Axes | None = None, label: str | None = None, fidelity_name: str = "accuracy",
+                            diversity_name: str = "diversity", chance: float | None = None,
+                            scale_name: str = "w", min_gap: float = 0.08) -> Figure:
+    """The guidance trade-off (chapter 07): one point per guidance scale, diversity across, fidelity up.
+
+    scales, fidelity, diversity: one value per scale of a sweep (lists or 1-D tensors). Each point is
+    labelled with its scale, except points crowded (closer than ``min_gap``, in fractions of the curve's
+    extent) against an already labelled one; the first and last scales are always labelled. ``chance``
+    draws the fidelity of random guessing as a dashed line; ``scale_name`` is the scale's symbol in the
+    labels ("w", or "s" for classifier guidance). Draws on ``ax`` when given (to put several sweeps side
+    by side) and returns the Figure.
+    """
+    values = [[float(v) for v in (x.tolist() if isinstance(x, torch.Tensor) else x)]
+              for x in (scales, fidelity, diversity)]
+    if not values[0] or len({len(v) for v in values}) != 1:
+        raise ValueError(f"need one fidelity and one diversity per scale, got {len(values[0])} scales, "
+                         f"{len(values[1])} fidelities and {len(values[2])} diversities")
+    scales_, fidelity_, diversity_ = values
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 3.2))
+    (line,) = ax.plot(diversity_, fidelity_, marker="o", label=label)
+    # Label the first and last scale, and those in between that are not crowded against a labelled one
+    # (guidance often saturates, piling the last points on top of each other).
+    span_d = (max(diversity_) - min(diversity_)) or 1.0
+    span_f = (max(fidelity_) - min(fidelity_)) or 1.0
+    labelled: list[tuple[float, float]] = []
+    last = len(scales_) - 1
+    for i in [0, last, *range(1, last)]:
+        w, f, d = scales_[i], fidelity_[i], diversity_[i]
+        if i not in (0, last) and any(math.hypot((d - d2) / span_d, (f - f2) / span_f) < min_gap
+                                      for d2, f2 in labelled):
+            continue
+        labelled.append((d, f))
+        ax.annotate(f"{scale_name}={w:g}", (d, f), textcoords="offset points", xytext=(4, -10), fontsize=7,
+                    color=line.get_color())
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls="--", lw=0.8)
+        ax.annotate("chance", (ax.get_xlim()[0], chance), textcoords="offset points", xytext=(2, 3),
+                    fontsize=7, color="grey")
+    ax.set(xlabel=f"{diversity_name} (more varied →)", ylabel=f"{fidelity_name} (more faithful ↑)")
+    if label is not None:
+        ax.legend(fontsize=8)
+    return ax.figure
 
 
 def figure_to_image(fig: Figure) -> Image.Image:

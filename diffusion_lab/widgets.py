@@ -1,15 +1,16 @@
-"""Interactive explorers for the forward process and its schedules (chapters 01 and 02).
+"""Interactive explorers: the forward process and its schedules (chapters 01 and 02), prompts (chapter 06).
 
 Each explorer is an ipywidgets layout wrapped in an ``Explorer`` that also carries a static
-picture. In a live notebook you get the slider; where no widget front end runs (GitHub, a PDF,
-a notebook opened before its cells are run) the static picture shows instead.
+picture. In a live notebook you get the slider or the text box; where no widget front end runs
+(GitHub, a PDF, a notebook opened before its cells are run) the static picture shows instead.
 """
 
 from __future__ import annotations
 
 import base64
+import html
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
@@ -17,7 +18,15 @@ import torch
 from PIL import Image
 
 from diffusion_lab.schedules import NoiseSchedule
-from diffusion_lab.viz import LIVE_ONLY, figure_to_image, noising_strip, plot_schedules, png_bytes
+from diffusion_lab.viz import (
+    LIVE_ONLY,
+    figure_to_image,
+    make_grid,
+    noising_strip,
+    plot_schedules,
+    png_bytes,
+    to_display,
+)
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
@@ -93,8 +102,6 @@ def timestep_explorer(x0: torch.Tensor, schedule: NoiseSchedule, *, t: int = 0, 
 
 
 def _schedule_figure(schedules: dict[str, NoiseSchedule], name: str, t: int, xt: torch.Tensor) -> Image.Image:
-    from diffusion_lab.viz import to_display
-
     fig, (ax_img, ax_curve) = plt.subplots(1, 2, figsize=(7, 2.8), gridspec_kw={"width_ratios": [1, 1.6]})
     ax_img.imshow(to_display(xt), cmap="gray", vmin=0, vmax=1)
     ax_img.set_axis_off()
@@ -148,3 +155,63 @@ def schedule_explorer(x0: torch.Tensor, names: Sequence[str] = ("linear", "cosin
     box = W.VBox([chooser, slider, image])
     return Explorer(box, fallback, f"Schedule explorer ({', '.join(names)})",
                     chooser=chooser, slider=slider, image=image)
+
+
+def _check_drawn(images: object, prompt: str) -> torch.Tensor:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] not in (1, 3):
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"draw({prompt!r}) must return images shaped (N, C, H, W) with C = 1 or 3, got {got}")
+    return images.detach().float().cpu()
+
+
+def _prompts_figure(drawn: Sequence[tuple[str, torch.Tensor]], nrow: int) -> Image.Image:
+    """One row per prompt: its images side by side, the prompt above them."""
+    grids = [make_grid(images[:nrow], nrow=nrow) for _, images in drawn]
+    height, width = grids[0].shape[1] / 40, grids[0].shape[2] / 40  # inches at about 40 image pixels per inch
+    fig, axes = plt.subplots(len(drawn), 1, figsize=(max(3.0, width), len(drawn) * (height + 0.35)), squeeze=False)
+    for ax, (prompt, _), grid in zip(axes[:, 0], drawn, grids):
+        ax.imshow(to_display(grid), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"“{prompt}”", fontsize=9)
+        ax.set_axis_off()
+    fig.tight_layout()
+    return figure_to_image(fig)
+
+
+def prompt_explorer(draw: Callable[[str], torch.Tensor], examples: Sequence[str], *, nrow: int = 8,
+                    scale: int = 3) -> Explorer:
+    """A text box for prompts: type one, press Enter (or the button) and see what ``draw(prompt)`` makes.
+
+    draw: prompt -> images (N, C, H, W) in [-1, 1], e.g. ``lambda p: generate(model, 4, prompt=p, steps=20)``.
+    A ValueError it raises (an unknown word, an empty prompt) is shown under the box, and the last
+    picture stays. examples: prompts drawn now, at most ``nrow`` images each, for the static picture
+    shown where widgets cannot run; the first one fills the box. Images are enlarged ``scale`` times.
+    """
+    if isinstance(examples, str) or not examples or not all(isinstance(p, str) for p in examples):
+        raise ValueError(f"prompt_explorer needs a list of example prompts, got {examples!r}")
+    drawn = [(p, _check_drawn(draw(p), p)) for p in examples]
+
+    def render(images: torch.Tensor) -> bytes:
+        return png_bytes(make_grid(images[:nrow], nrow=nrow), scale=scale)
+
+    text = W.Text(value=examples[0], description="prompt", continuous_update=False,
+                  layout=W.Layout(width="420px"))
+    button = W.Button(description="draw", tooltip="draw the prompt (or press Enter in the box)")
+    image = W.Image(value=render(drawn[0][1]), format="png")
+    status = W.HTML(f"<i>{html.escape(examples[0])}</i>")
+
+    def on_prompt(_change: object = None) -> None:
+        prompt = text.value
+        status.value = f"drawing <i>{html.escape(prompt)}</i> ..."
+        try:
+            images = _check_drawn(draw(prompt), prompt)
+        except ValueError as err:
+            status.value = f"<span style='color:#b00'>{html.escape(str(err))}</span>"
+            return
+        image.value = render(images)
+        status.value = f"<i>{html.escape(prompt)}</i>"
+
+    text.observe(on_prompt, names="value")  # with continuous_update=False: on Enter or on leaving the box
+    button.on_click(on_prompt)
+    box = W.VBox([W.HBox([text, button]), status, image])
+    return Explorer(box, _prompts_figure(drawn, nrow), f"Prompt explorer ({len(examples)} example prompts)",
+                    text=text, button=button, image=image, status=status)

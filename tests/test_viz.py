@@ -264,3 +264,39 @@ def test_animate_needs_frames(n: int) -> None:
 def test_animation_needs_frames() -> None:
     with pytest.raises(ValueError, match="at least one frame"):
         viz.Animation([])
+
+
+# ----- plot_fidelity_diversity ------------------------------------------------------------------
+
+def test_plot_fidelity_diversity_draws_one_labelled_point_per_scale() -> None:
+    fig = viz.plot_fidelity_diversity([0, 1, 3], torch.tensor([0.1, 0.9, 1.0]), [40.0, 30.0, 20.0],
+                                      label="MNIST", chance=0.1)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    x, y = ax.lines[0].get_data()
+    assert list(x) == [40.0, 30.0, 20.0] and list(y) == pytest.approx([0.1, 0.9, 1.0])
+    texts = [t.get_text() for t in ax.texts]
+    assert sorted(texts) == ["chance", "w=0", "w=1", "w=3"]
+    assert ax.get_legend() is not None
+
+
+def test_plot_fidelity_diversity_on_given_axes() -> None:
+    fig, (a, b) = plt.subplots(1, 2)
+    assert viz.plot_fidelity_diversity([0.5, 2], [0.2, 0.4], [1.0, 0.5], ax=b, fidelity_name="all four right") is fig
+    assert not a.lines and len(b.lines) == 1
+    assert b.get_ylabel().startswith("all four right")
+
+
+def test_plot_fidelity_diversity_skips_crowded_labels() -> None:
+    # saturated guidance: the last three points nearly coincide; the ends are always labelled
+    fig = viz.plot_fidelity_diversity([0, 1, 2, 3, 5], [0.1, 0.9, 1.0, 1.0, 1.0], [40.0, 28.0, 20.0, 19.8, 19.6],
+                                      scale_name="s")
+    assert [t.get_text() for t in fig.axes[0].texts] == ["s=0", "s=5", "s=1"]
+    assert len(fig.axes[0].lines[0].get_xdata()) == 5  # every point is drawn, labelled or not
+
+
+def test_plot_fidelity_diversity_needs_matching_lengths() -> None:
+    with pytest.raises(ValueError, match="one fidelity and one diversity per scale"):
+        viz.plot_fidelity_diversity([0, 1, 2], [0.1, 0.2], [3.0, 2.0, 1.0])
+    with pytest.raises(ValueError, match="one fidelity and one diversity per scale"):
+        viz.plot_fidelity_diversity([], [], [])

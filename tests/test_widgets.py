@@ -21,7 +21,13 @@ from PIL import Image  # noqa: E402
 
 from diffusion_lab.schedules import NoiseSchedule  # noqa: E402
 from diffusion_lab.viz import LIVE_ONLY  # noqa: E402
-from diffusion_lab.widgets import WIDGET_MIME, Explorer, schedule_explorer, timestep_explorer  # noqa: E402
+from diffusion_lab.widgets import (  # noqa: E402
+    WIDGET_MIME,
+    Explorer,
+    prompt_explorer,
+    schedule_explorer,
+    timestep_explorer,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -190,3 +196,70 @@ def test_schedule_explorer_needs_names(x0: torch.Tensor, names) -> None:
 def test_schedule_explorer_unknown_name(x0: torch.Tensor) -> None:
     with pytest.raises(ValueError, match="unknown schedule 'nope'"):
         schedule_explorer(x0, ("linear", "nope"), T=20)
+
+
+# ----- prompt_explorer ---------------------------------------------------------------------------
+
+def _fake_draw(prompt: str) -> torch.Tensor:
+    """Two 4x4 RGB 'samples' whose brightness depends on the prompt; 'dragon' is not a known word."""
+    if "dragon" in prompt:
+        raise ValueError(f"unknown word 'dragon' in the prompt {prompt!r}")
+    if not prompt.strip():
+        raise ValueError("the prompt '' has no words; describe the picture")
+    return torch.full((2, 3, 4, 4), (len(prompt) % 20) / 10 - 1)
+
+
+def test_prompt_explorer_draws_typed_prompts() -> None:
+    calls: list[str] = []
+
+    def draw(prompt: str) -> torch.Tensor:
+        calls.append(prompt)
+        return _fake_draw(prompt)
+
+    ex = prompt_explorer(draw, ["a red circle", "a large blue square"], scale=2)
+    assert isinstance(ex, Explorer)
+    assert calls == ["a red circle", "a large blue square"]  # the examples are drawn for the static picture
+    assert ex.text.value == "a red circle"
+    first = ex.image.value
+    assert Image.open(io.BytesIO(first)).size == (2 * (2 * 4 + 3 * 2), 2 * (4 + 2 * 2))  # 2 images, padding 2
+
+    ex.text.value = "a small green triangle"  # what pressing Enter in the box does
+    assert calls[-1] == "a small green triangle"
+    assert ex.image.value != first
+    assert "a small green triangle" in ex.status.value
+
+    ex.button.click()  # draws the box's prompt again
+    assert calls[-1] == "a small green triangle" and len(calls) == 4
+
+
+def test_prompt_explorer_shows_errors_and_keeps_the_picture() -> None:
+    ex = prompt_explorer(_fake_draw, ["a red circle"])
+    before = ex.image.value
+    ex.text.value = "a green dragon"
+    assert "unknown word" in ex.status.value and "dragon" in ex.status.value
+    assert ex.image.value == before
+    ex.text.value = "<b>"  # the message is escaped, not rendered as HTML
+    assert "<b>" not in ex.status.value.replace("<i>", "").replace("</i>", "")
+
+
+def test_prompt_explorer_mimebundle_has_a_static_picture() -> None:
+    ex = prompt_explorer(_fake_draw, ["a red circle", "a blue square", "a cross"])
+    data, metadata = ex._repr_mimebundle_()
+    assert WIDGET_MIME in data and metadata == {LIVE_ONLY: [WIDGET_MIME]}
+    png = Image.open(io.BytesIO(base64.b64decode(data["image/png"])))
+    assert png.size == ex.fallback.size and png.height > png.width / 4  # one row per example prompt
+    assert "3 example prompts" in data["text/plain"]
+
+
+@pytest.mark.parametrize("examples", [[], "a red circle", [3]])
+def test_prompt_explorer_needs_example_prompts(examples) -> None:
+    with pytest.raises(ValueError, match="list of example prompts"):
+        prompt_explorer(_fake_draw, examples)
+
+
+def test_prompt_explorer_rejects_a_draw_that_returns_no_images() -> None:
+    with pytest.raises(ValueError, match=r"must return images shaped \(N, C, H, W\)"):
+        prompt_explorer(lambda p: torch.zeros(4, 4), ["a red circle"])
+    ex = prompt_explorer(lambda p: _fake_draw(p) if p == "ok" else torch.zeros(3), ["ok"])
+    ex.text.value = "something else"
+    assert "must return images" in ex.status.value

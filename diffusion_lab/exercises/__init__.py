@@ -14,7 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from diffusion_lab.exercises import foundations, sampling, training, unet
+from diffusion_lab.exercises import conditioning, foundations, guidance, sampling, training, unet
+from diffusion_lab.exercises.conditioning import (  # chapter 06
+    check_cross_attention,
+    check_masked_attention_weights,
+    check_tokenize,
+    check_word_map,
+)
 from diffusion_lab.exercises.core import ExerciseFailed
 from diffusion_lab.exercises.foundations import (  # chapters 00-02
     check_alpha_bars,
@@ -28,6 +34,11 @@ from diffusion_lab.exercises.foundations import (  # chapters 00-02
     check_to_model_range,
     check_variance_after_step,
 )
+from diffusion_lab.exercises.guidance import (  # 07
+    check_cfg_combine,
+    check_classifier_guided_eps,
+    check_pick_scale,
+)
 from diffusion_lab.exercises.sampling import check_ddim_step, check_ddim_timesteps, check_posterior_mean  # 05
 from diffusion_lab.exercises.training import check_diffusion_loss, check_ema_update, check_train_step  # 04
 from diffusion_lab.exercises.unet import (  # chapter 03
@@ -38,7 +49,8 @@ from diffusion_lab.exercises.unet import (  # chapter 03
 )
 
 # one module per part of the course; each defines its own CHECKS, keyed by exercise number
-CHECKS: dict[str, Callable[[Callable[..., Any]], None]] = {**foundations.CHECKS, **unet.CHECKS, **training.CHECKS, **sampling.CHECKS}
+CHECKS: dict[str, Callable[[Callable[..., Any]], None]] = {**foundations.CHECKS, **unet.CHECKS, **training.CHECKS, **sampling.CHECKS, **conditioning.CHECKS,
+                                                          **guidance.CHECKS}
 
 __all__ = [
     "CHECKS",
@@ -63,4 +75,11 @@ __all__ = [
     "check_posterior_mean",
     "check_ddim_step",
     "check_ddim_timesteps",
+    "check_tokenize",
+    "check_masked_attention_weights",
+    "check_cross_attention",
+    "check_word_map",
+    "check_cfg_combine",
+    "check_classifier_guided_eps",
+    "check_pick_scale",
 ]

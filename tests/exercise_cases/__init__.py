@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from exercise_cases import foundations, sampling, training, unet
+from exercise_cases import conditioning, foundations, guidance, sampling, training, unet
 from exercise_cases.cases import Cases
 
-CASES: dict[str, Cases] = {**foundations.CASES, **unet.CASES, **training.CASES, **sampling.CASES}
+CASES: dict[str, Cases] = {**foundations.CASES, **unet.CASES, **training.CASES, **sampling.CASES, **conditioning.CASES,
+                          **guidance.CASES}
