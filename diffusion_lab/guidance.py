@@ -102,12 +102,21 @@ def classifier_free_guidance(model: ConditionalModel, cond: torch.Tensor, null_c
 
 def classifier_log_prob_grad(classifier: nn.Module, xt: torch.Tensor, t: torch.Tensor,
                              class_labels: torch.Tensor) -> torch.Tensor:
-    """grad_{x_t} log p_phi(y | x_t, t) for each sample: xt (B, C, H, W), t (B,), class_labels (B,) -> (B, C, H, W)."""
-    with torch.enable_grad():  # sampling runs under no_grad; this gradient is the point
-        x = xt.detach().float().requires_grad_(True)
-        log_probs = classifier(x, t).float().log_softmax(dim=-1)  # (B, num_classes)
-        chosen = log_probs[torch.arange(len(x), device=x.device), class_labels]  # (B,)
-        (grad,) = torch.autograd.grad(chosen.sum(), x)  # samples are independent: the sum's gradient is each one's
+    """grad_{x_t} log p_phi(y | x_t, t) for each sample: xt (B, C, H, W), t (B,), class_labels (B,) -> (B, C, H, W).
+
+    The classifier runs in eval mode (restored afterwards): in train mode, BatchNorm would normalise by
+    the noisy batch and overwrite its running statistics, and dropout would make the gradient random.
+    """
+    was_training = classifier.training
+    classifier.eval()
+    try:
+        with torch.enable_grad():  # sampling runs under no_grad; this gradient is the point
+            x = xt.detach().float().requires_grad_(True)
+            log_probs = classifier(x, t).float().log_softmax(dim=-1)  # (B, num_classes)
+            chosen = log_probs[torch.arange(len(x), device=x.device), class_labels]  # (B,)
+            (grad,) = torch.autograd.grad(chosen.sum(), x)  # samples are independent: the sum's gradient is each one's
+    finally:
+        classifier.train(was_training)
     return grad.to(xt.dtype)
 
 

@@ -140,3 +140,25 @@ def test_classifier_guidance_bad_inputs():
     fn = classifier_guidance(lambda x, t: x, LinearClassifier(), schedule, torch.tensor([0, 1]), 1.0)
     with pytest.raises(ValueError, match="class_labels holds 2 conditions but the batch has 3 samples"):
         fn(torch.randn(3, 1, 2, 2), torch.tensor([1, 2, 3]))
+
+
+def test_classifier_gradient_uses_eval_mode_and_restores_it():
+    """A BatchNorm classifier left in train mode keeps its running statistics and gets a batch-independent gradient."""
+    torch.manual_seed(0)
+
+    class BNClassifier(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bn = nn.BatchNorm2d(1)
+            self.head = nn.Linear(9, 2)
+
+        def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.head(self.bn(x).flatten(1))
+
+    clf = BNClassifier().train()
+    x, t, y = torch.randn(4, 1, 3, 3), torch.zeros(4, dtype=torch.long), torch.tensor([0, 1, 0, 1])
+    before = clf.bn.running_mean.clone()
+    grad_all = classifier_log_prob_grad(clf, x, t, y)
+    grad_one = classifier_log_prob_grad(clf, x[:1], t[:1], y[:1])
+    assert clf.training and torch.equal(clf.bn.running_mean, before)
+    torch.testing.assert_close(grad_all[:1], grad_one)
