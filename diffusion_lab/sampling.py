@@ -163,19 +163,19 @@ def ddim_step(
     noise: torch.Tensor | None = None,
     clip: bool = False,
     clip_range: float = 1.0,
-    use_clipped_model_output: bool = False,
+    use_clipped_model_output: bool = True,
 ) -> StepOutput:
     """One DDIM step, Song et al. 2021, eq. 12:
 
     x_{t_prev} = sqrt(abar_prev) pred_x0 + sqrt(1 - abar_prev - sigma^2) eps_pred + sigma z
 
-    with sigma from ``ddim_sigma`` (eq. 16) and z = ``noise`` (needed only when eta > 0). By default,
-    as in diffusers, the direction term uses the model's eps_pred even when ``clip`` clamps pred_x0.
-    ``use_clipped_model_output=True`` re-derives eps from the clamped pred_x0 first, as GLIDE does:
-    the step then stays consistent with the x_0 it aims at. Guidance needs this: a guided eps_pred is
-    longer than any noise the model saw, and reusing it step after step drives deterministic DDIM off
-    the data (measured on mnist_cond, DDIM-50, w = 3: 8 % of samples the requested digit without it,
-    100 % of 50 with it; bench/results/guidance_quality.md).
+    with sigma from ``ddim_sigma`` (eq. 16) and z = ``noise`` (needed only when eta > 0). When ``clip``
+    clamps pred_x0, the direction term uses the noise that the clamped pred_x0 implies
+    (``use_clipped_model_output=True``, GLIDE's choice), so the step stays consistent with the x_0 it aims
+    at; ``False`` reuses the model's eps_pred, as diffusers does by default. Guidance needs the default:
+    a guided eps_pred is longer than any noise the model saw, and reusing it step after step drives
+    deterministic DDIM off the data (measured on mnist_cond, DDIM-50, w = 3: 8 % of samples the requested
+    digit with False, 100 % with True; bench/results/guidance_quality.md). Without ``clip`` both agree.
     """
     x0 = predict_x0(schedule, xt, eps_pred, t, clip=clip, clip_range=clip_range)
     abar_t, abar_prev = _alpha_bar(schedule, t, xt), _alpha_bar(schedule, t_prev, xt)
@@ -300,12 +300,13 @@ class DDIMScheduler(_Scheduler):
     timestep_spacing="leading").
 
     eta = 0 is deterministic; eta = 1 with all T steps is DDPM. Call ``set_timesteps(K)`` before stepping.
-    The guess of x_0 is clipped as in ``DDPMScheduler``; ``use_clipped_model_output`` is diffusers'
-    argument of the same name (see ``ddim_step``): ``generate`` turns it on, guidance needs it.
+    The guess of x_0 is clipped as in ``DDPMScheduler``. ``use_clipped_model_output`` is diffusers'
+    argument of the same name (see ``ddim_step``), but on by default here: guided sampling drifts off
+    the data without it. Pass ``use_clipped_model_output=False`` to reproduce diffusers' default exactly.
     """
 
     def __init__(self, schedule: NoiseSchedule, eta: float = 0.0, clip_sample: bool = True,
-                 clip_sample_range: float = 1.0, use_clipped_model_output: bool = False) -> None:
+                 clip_sample_range: float = 1.0, use_clipped_model_output: bool = True) -> None:
         super().__init__(schedule, clip_sample, clip_sample_range)
         if not isinstance(use_clipped_model_output, bool):
             raise TypeError(f"use_clipped_model_output must be True or False, got {use_clipped_model_output!r}")

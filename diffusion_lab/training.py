@@ -37,7 +37,11 @@ class TrainingDiverged(RuntimeError):
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train. ``cond_drop_prob`` replaces that fraction of conditions (class labels or prompts)
-    by the null condition: the null class, or the empty prompt."""
+    by the null condition: the null class, or the empty prompt.
+
+    The learning rate warms up linearly over ``warmup_steps``, stays at ``lr``, and, when
+    ``cooldown_steps`` > 0, falls linearly to 0 over the last ``cooldown_steps`` steps (see ``learning_rate``).
+    """
 
     steps: int = 10_000
     batch_size: int = 128
@@ -50,13 +54,14 @@ class TrainConfig:
     log_every: int = 50
     seed: int = 0
     bf16: bool = False
+    cooldown_steps: int = 0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "log_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}")
-        for name in ("warmup_steps", "seed"):
+        for name in ("warmup_steps", "seed", "cooldown_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"TrainConfig.{name} must be a non-negative int, got {value!r}")
@@ -70,6 +75,17 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0 <= self.cond_drop_prob < 1:
             raise ValueError(f"TrainConfig.cond_drop_prob must be in [0, 1), got {self.cond_drop_prob}")
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The learning rate for 0-based ``step``: a linear warm-up, constant ``config.lr``, then a linear
+    decay to 0 over the last ``cooldown_steps`` ("warmup-stable-decay"). The decay depends only on how
+    many steps are left, so a run extended with ``--steps`` and ``--resume`` before its cooldown began
+    follows the same curve as a fresh run of the new length. A cooldown longer than the run just starts
+    the run part-way down the slope."""
+    warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
+    cool = 1.0 if config.cooldown_steps == 0 else min(1.0, (config.steps - step) / config.cooldown_steps)
+    return config.lr * warm * cool
 
 
 @dataclass
@@ -180,7 +196,9 @@ def load_checkpoint(path: Path, state: TrainState, config: TrainConfig, meta: di
     if saved["meta"] != meta:
         raise ValueError(f"{path} was made for a different model or data ({saved['meta']}), not {meta}; "
                          f"use another --out folder or delete it")
-    changed = {k for k, v in saved["train_config"].items() if k != "steps" and getattr(config, k) != v}
+    # steps and cooldown_steps may change: that is how a run is extended and then cooled down
+    changed = {k for k, v in saved["train_config"].items()
+               if k not in ("steps", "cooldown_steps") and getattr(config, k) != v}
     if changed:
         raise ValueError(f"{path} was trained with different settings ({sorted(changed)}); resume with the same ones")
     state.model.load_state_dict(saved["model"])
@@ -250,8 +268,8 @@ def train(model: nn.Module, schedule: NoiseSchedule, data: torch.Tensor, config:
             if config.cond_drop_prob > 0:  # classifier-free guidance training: forget the condition sometimes
                 dropped = drop.view(-1, *[1] * (y.ndim - 1))  # (B,), or (B, 1) to broadcast over token ids
                 y = torch.where(dropped, null_label.to(device), y)
-        for group in optimizer.param_groups:  # linear warm-up, then constant
-            group["lr"] = config.lr * min(1.0, (state.step + 1) / max(1, config.warmup_steps))
+        for group in optimizer.param_groups:  # linear warm-up, constant, then the cooldown's decay
+            group["lr"] = learning_rate(config, state.step)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
             per_sample = diffusion_loss(net, schedule, x0, t, eps, y)
         loss = per_sample.mean()

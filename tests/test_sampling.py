@@ -115,7 +115,8 @@ def test_ddpm_one_step_matches_diffusers(name: str, clip: bool, same: bool) -> N
 @pytest.mark.parametrize("clip", [False, True])
 @pytest.mark.parametrize("name", NAMES)
 def test_ddim_one_step_matches_diffusers(name: str, clip: bool, eta: float, same: bool) -> None:
-    ours = DDIMScheduler(NoiseSchedule.from_name(name, T), eta=eta, clip_sample=clip)
+    """With diffusers' default use_clipped_model_output=False (ours is True: tested below)."""
+    ours = DDIMScheduler(NoiseSchedule.from_name(name, T), eta=eta, clip_sample=clip, use_clipped_model_output=False)
     ref = _ref_ddim(name, clip, same_alpha_bars=same)
     ours.set_timesteps(20)
     ref.set_timesteps(20)
@@ -132,13 +133,14 @@ def test_ddim_one_step_matches_diffusers(name: str, clip: bool, eta: float, same
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 @pytest.mark.parametrize("name", NAMES)
 def test_ddim_clipped_model_output_matches_diffusers(name: str, eta: float) -> None:
-    """use_clipped_model_output=True re-derives eps from the clamped x_0, as diffusers' step(...) does."""
-    ours = DDIMScheduler(NoiseSchedule.from_name(name, T), eta=eta, use_clipped_model_output=True)
+    """use_clipped_model_output=True (our default) re-derives eps from the clamped x_0, as diffusers' step does."""
+    ours = DDIMScheduler(NoiseSchedule.from_name(name, T), eta=eta)
+    assert ours.use_clipped_model_output
     ref = _ref_ddim(name, True, same_alpha_bars=True)
     ours.set_timesteps(20)
     ref.set_timesteps(20)
     xt, eps = _xt_eps(3)
-    plain = DDIMScheduler(NoiseSchedule.from_name(name, T), eta=eta)
+    plain = DDIMScheduler(NoiseSchedule.from_name(name, T), eta=eta, use_clipped_model_output=False)
     plain.set_timesteps(20)
     for t in ours.timesteps.tolist():
         out = ours.step(3 * eps, t, xt, generator=_gen(11))
@@ -179,7 +181,7 @@ def test_ddim_eta0_full_loop_matches_diffusers(name: str, K: int) -> None:
     for same, tol in [(False, 1e-5), (True, 1e-6)]:  # stock diffusers; same alpha_bars
         ref = _ref_ddim(name, same_alpha_bars=same)
         ref.set_timesteps(K)
-        torch.testing.assert_close(got, _ref_loop(ref, x_T, eta=0.0), rtol=0, atol=tol)
+        torch.testing.assert_close(got, _ref_loop(ref, x_T, eta=0.0, use_clipped_model_output=True), rtol=0, atol=tol)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -190,7 +192,8 @@ def test_ddim_eta_full_loop_matches_diffusers(name: str) -> None:
     got = sample(toy_model, ours, SHAPE, x_T=x_T, generator=_gen(5))
     ref = _ref_ddim(name, same_alpha_bars=True)
     ref.set_timesteps(25)
-    torch.testing.assert_close(got, _ref_loop(ref, x_T, _gen(5), eta=0.7), rtol=0, atol=1e-6)
+    torch.testing.assert_close(got, _ref_loop(ref, x_T, _gen(5), eta=0.7, use_clipped_model_output=True),
+                               rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -222,7 +225,8 @@ def test_sample_runs_diffusers_schedulers_too(make) -> None:
     ref = make("linear", same_alpha_bars=True)
     ref.set_timesteps(20)
     schedule = NoiseSchedule.from_name("linear", T)
-    ours = DDIMScheduler(schedule) if isinstance(ref, diffusers.DDIMScheduler) else DDPMScheduler(schedule)
+    ours = (DDIMScheduler(schedule, use_clipped_model_output=False) if isinstance(ref, diffusers.DDIMScheduler)
+            else DDPMScheduler(schedule))
     ours.set_timesteps(20)
     seen: list[int] = []
     a = sample(toy_model, ref, SHAPE, generator=_gen(2), callback=lambda i, t, x, x0: seen.append(t))

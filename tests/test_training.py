@@ -31,6 +31,7 @@ from diffusion_lab.training import (
     TrainingDiverged,
     diffusion_loss,
     draw_batch,
+    learning_rate,
     train,
 )
 
@@ -76,7 +77,7 @@ def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Completed
     ("log_every", 0), ("warmup_steps", -1), ("seed", -3), ("seed", "0"), ("lr", 0.0), ("lr", -1e-3),
     ("lr", math.nan), ("lr", math.inf), ("lr", "1e-3"), ("grad_clip", 0.0), ("grad_clip", math.nan),
     ("ema_decay", 1.0), ("ema_decay", -0.1), ("cond_drop_prob", 1.0), ("cond_drop_prob", -0.5),
-    ("bf16", "yes"),
+    ("bf16", "yes"), ("cooldown_steps", -1), ("cooldown_steps", 1.5),
 ])
 def test_train_config_rejects_bad_field(field, value):
     with pytest.raises(ValueError, match=rf"TrainConfig\.{field}\b"):
@@ -250,6 +251,32 @@ def test_resume_equals_straight_run(mnist_small, tmp_path):
     with pytest.raises(ValueError, match="different model or data"):
         train(tiny_unet(), schedule(), mnist_small[:100], FAST, out_dir=tmp_path / "b", resume=True,
               progress=False)
+
+
+def test_learning_rate_warms_up_holds_and_cools_down():
+    config = TrainConfig(steps=100, lr=1e-3, warmup_steps=10, cooldown_steps=20)
+    lrs = [learning_rate(config, step) for step in range(100)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)  # linear warm-up over 10 steps
+    assert all(lr == pytest.approx(1e-3) for lr in lrs[9:81])  # constant until the last 20 steps
+    assert lrs[80] == pytest.approx(1e-3) and lrs[90] == pytest.approx(5e-4) and lrs[99] == pytest.approx(5e-5)
+    assert all(a > b for a, b in zip(lrs[80:], lrs[81:]))  # then falls every step, towards 0
+    no_cooldown = dataclasses.replace(config, cooldown_steps=0)
+    assert learning_rate(no_cooldown, 99) == pytest.approx(1e-3)
+
+
+def test_extended_run_then_cooled_down_equals_straight_run(mnist_small, tmp_path):
+    """Train 10 steps at a constant rate, then extend to 20 with a 6-step cooldown: the same weights as
+    a straight 20-step run with that cooldown (how the shipped MNIST models were made)."""
+    cooled = dataclasses.replace(FAST, cooldown_steps=6)
+    straight = train(tiny_unet(), schedule(), mnist_small, cooled, out_dir=tmp_path / "a", progress=False)
+    train(tiny_unet(), schedule(), mnist_small, dataclasses.replace(FAST, steps=10), out_dir=tmp_path / "b",
+          progress=False)
+    resumed = train(tiny_unet(), schedule(), mnist_small, cooled, out_dir=tmp_path / "b", resume=True,
+                    progress=False)
+    sa, sb = straight.ema.model.state_dict(), resumed.ema.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    plain = train(tiny_unet(), schedule(), mnist_small, FAST, progress=False)
+    assert not all(torch.equal(sa[k], plain.ema.model.state_dict()[k]) for k in sa)  # the cooldown did act
 
 
 def test_resume_from_unreadable_checkpoint(tmp_path, mnist_small):
