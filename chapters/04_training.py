@@ -343,16 +343,17 @@ plt.show()
 # Stable Diffusion, samples from its EMA weights.
 #
 # How much better does more training make the model? Its loss by timestep, against the shipped model
-# (next section) trained 3,000 steps of 128 digits:
+# (next section), trained for far longer on batches of 128 digits:
 
 # %%
 shipped = load_pretrained("mnist")
+shipped_steps = read_manifest()["mnist"]["steps"]
 test_digits, _ = mnist_tensors("test")
 x0_eval = test_digits[:pick(500, 64)]
 t_grid = [0, 10, 25, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 999]
 curves = {}
 for label, model in [(f"this notebook ({mnist_config.steps} steps)", mnist_state.ema.model),
-                     ("shipped (3,000 steps)", shipped.model)]:
+                     (f"shipped ({shipped_steps:,} steps)", shipped.model)]:
     curves[label] = loss_by_timestep(model, schedule, x0_eval, t_grid, generator=torch.Generator().manual_seed(5))
 
 fig, ax = plt.subplots(figsize=(5.5, 2.8))
@@ -372,7 +373,7 @@ for label, curve in curves.items():
 #
 # ## 6. The shipped checkpoint
 #
-# Training the MNIST model properly takes about an hour on a laptop CPU, so the course ships
+# Training the MNIST model properly takes one to two hours on a laptop CPU, so the course ships
 # the result in `data/checkpoints/`: weights in `safetensors` format (plain tensors, unlike pickled
 # `.pt` files, which can run code when loaded), a JSON config, and a SHA-256 digest checked on every load.
 # The manifest records how each checkpoint was made:
@@ -408,7 +409,7 @@ plt.show()
 # - The loss has a floor at each $t$ set by the data: highest at small $t$, where the noise is a tiny
 #   nudge that may look like data, and near zero at large $t$. Compare models step by step.
 # - Sample from an exponential moving average of the weights, not the last weights.
-# - A 2-D spiral trains in half a minute; MNIST digits need about an hour of laptop CPU, so the
+# - A 2-D spiral trains in half a minute; MNIST digits need one to two hours of laptop CPU, so the
 #   course ships that model, with the command that made it.
 #
 # ## What's next

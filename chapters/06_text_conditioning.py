@@ -102,7 +102,7 @@ fig = show_images(digits, nrow=10, scale=0.7, suptitle="mnist_cond, asked for 0,
 plt.show()
 
 # %% [markdown]
-# Most of the 30 pictures show the digit that was asked for; a few, such as the first row's 1 and 4, are
+# Most of the 30 pictures show the digit that was asked for; a few, such as the first row's 1, 4 and 8, are
 # scrawls. A label works when there is a short list of things to ask for. Captions are different. The
 # course's **shapes** data set draws one coloured shape on a dark background and describes it in words:
 

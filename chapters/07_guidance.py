@@ -302,10 +302,10 @@ plt.show()
 
 # %% [markdown]
 # Without guidance ($s = 0$) the judge finds the requested digit in 8 % of the samples: chance. The
-# share climbs with the scale, to 58 % at $s = 1$, 78 % at $s = 2$, 96 % at $s = 4$ and 100 % at $s = 8$.
-# This chapter uses **$s = 4$**: 96 % of its samples are the digit asked for, above the course's bar of
-# 80 %. Each column starts from the same noise: the first, a 4 when unguided, becomes the 0 asked
-# for, and the third turns from a 0 into a 1. Only the gradient of a half-million-parameter classifier
+# share climbs with the scale, to 50 % at $s = 1$, 80 % at $s = 2$, 94 % at $s = 4$ and 98 % at $s = 8$.
+# This chapter uses **$s = 4$**: 94 % of its samples are the digit asked for, above the course's bar of
+# 80 %. Each column starts from the same noise: the first, a 2 when unguided, becomes the 0 asked
+# for, and the third turns from a 6 into a 1. Only the gradient of a half-million-parameter classifier
 # made the difference; the diffusion model itself was never told a label. The steering costs time,
 # since every step also runs the classifier forwards and backwards (compared at the end of section 3.2).
 
@@ -411,7 +411,7 @@ plt.show()
 
 # %% [markdown]
 # At $w = 0$ the model ignores the label, and 8 % of its samples happen to be the digit asked for. The
-# plain conditional model, $w = 1$, already draws the requested digit 98 % of the time, and from
+# plain conditional model, $w = 1$, already draws the requested digit 96 % of the time, and from
 # $w = 1.5$ on, all 50 samples are right. Each column starts from the same noise, so the rows differ
 # only in $w$: with more guidance the strokes get thicker and the digits of one class look more alike.
 #
@@ -437,10 +437,10 @@ plt.show()
 # %% [markdown]
 # Both curves run from the bottom right to the top left. Unguided ($w = 0$, $s = 0$), the samples for
 # "a 7" are all sorts of digits, so they are as varied as they are wrong. The conditional model at
-# $w = 1$ is already 98 % faithful, with about the variety of real digits (27.8 against 27.2). Pushing
-# further buys the last 2 % with a sixth of the variety at $w = 1.5$ (23.2) and more beyond (19.3 at
-# $w = 8$), for nothing in accuracy. Classifier guidance of the unconditional model reaches 96-100 % at
-# a diversity of 29 to 31, above that of real digits. Diversity alone cannot tell good variety from odd
+# $w = 1$ is already 96 % faithful, with about the variety of real digits (28.4 against 27.2). Pushing
+# further buys the last 4 % with a sixth of the variety at $w = 1.5$ (23.3) and more beyond (20.4 at
+# $w = 8$), for nothing in accuracy. Classifier guidance of the unconditional model reaches 94-98 % at
+# a diversity of 28 to 31, at or above that of real digits. Diversity alone cannot tell good variety from odd
 # strokes; a distance to the real digits such as chapter 05's FID could, with many more samples than we
 # draw here.
 #
@@ -539,10 +539,10 @@ for name, c in counts.items():
 
 # %% [markdown]
 # With a trained $\varnothing$, `mnist_cond` predicts the noise of unlabelled digits as well as the
-# separately trained unconditional model (0.0601 against 0.0597 at $t = 200$, and within 6 % of it at
-# every step shown). With the untrained row the loss is 24 % to 59 % higher. And the untrained
-# $\varnothing$ does not mean "any digit": told it, the model drew 16 zeros, 8 sixes and 8 eights in 50
-# samples and not a single 7, where the trained $\varnothing$ gave every digit between 2 and 10 times.
+# separately trained unconditional model (0.0580 against 0.0578 at $t = 200$, and within 5 % of it at
+# every step shown). With the untrained row the loss is 21 % to 39 % higher. And the untrained
+# $\varnothing$ does not mean "any digit": told it, the model drew 15 zeros, 12 sixes and 12 eights in 50
+# samples and not a single 7 or 9, where the trained $\varnothing$ gave every digit between 1 and 13 times.
 #
 # So a model that never learnt $\varnothing$ has nothing to put in the formula's baseline. Its
 # $\epsilon_\theta(x_t, t, \varnothing)$ stands for an arbitrary condition, and
@@ -706,15 +706,15 @@ plt.show()
 #   from $\epsilon_\theta$, a few lines around an unchanged sampler.
 # - **Classifier guidance** takes the gradient from a separate classifier, which must be trained on noisy
 #   images $x_t$ and told $t$: a classifier of clean images is at chance for half of our sampling steps.
-#   On MNIST, $s = 4$ makes 96 % of the unconditional model's samples the digit asked for (8 % unguided).
+#   On MNIST, $s = 4$ makes 94 % of the unconditional model's samples the digit asked for (8 % unguided).
 # - **Classifier-free guidance** takes it from the model itself:
 #   $\hat\epsilon = \epsilon(\varnothing) + w\,(\epsilon(c) - \epsilon(\varnothing))$, two predictions per
 #   step. It only works if the model learnt $\varnothing$, which is why training drops the condition
 #   (10 % here, as for Stable Diffusion). An untrained $\varnothing$ predicts worse than an unconditional
 #   model and, told nothing, draws mostly zeros, sixes and eights rather than any digit.
 # - The scale trades diversity for fidelity, and more is not always better. On MNIST, $w = 1$ is already
-#   98 % faithful with the variety of real digits, and $w > 1$ spends a sixth or more of the variety on
-#   the last 2 %. On the shapes, $w = 2$ to 5 get every attribute right, and $w = 8$ starts to distort.
+#   96 % faithful with the variety of real digits, and $w > 1$ spends a sixth or more of the variety on
+#   the last 4 %. On the shapes, $w = 2$ to 5 get every attribute right, and $w = 8$ starts to distort.
 #   Measure a sweep, then take the most faithful scale that keeps the variety you need.
 # - A negative prompt replaces $\varnothing$: the sampler moves from $n$ towards $c$ and past it, along
 #   what separates the two. Our samples never looked like their negatives, but with nothing left to fix,
