@@ -367,9 +367,11 @@ for label, curve in curves.items():
 
 # %% [markdown]
 # As for the spiral, the loss is largest at small $t$ and tiny at large $t$. Longer training lowers the whole
-# curve, most in the middle steps, where the model must know what a digit looks like to tell noise from
-# stroke. The last few percent of loss are where image quality comes from: much of the
-# difference between blobs and digits lies in a small gap on this plot.
+# curve. On this log scale the gap looks widest at the two ends, but little of the picture is decided
+# there: at $t = 999$ both losses are already tiny, and at $t = 0$ the noise left is too faint to see. What
+# matters is the middle steps, where the model must know what a digit looks like to tell noise from
+# stroke. There the longer run's loss is lower by a steady fraction, and the last few percent of loss are
+# where image quality comes from: much of the difference between blobs and digits lies in that small gap.
 #
 # ## 6. The shipped checkpoint
 #
