@@ -304,8 +304,8 @@ plt.show()
 # Without guidance ($s = 0$) the judge finds the requested digit in 8 % of the samples: chance. The
 # share climbs with the scale, to 58 % at $s = 1$, 82 % at $s = 2$, 90 % at $s = 4$ and 92 % at $s = 8$.
 # This chapter uses **$s = 4$**: 90 % of its samples are the digit asked for, above the course's bar of
-# 80 %; doubling it to 8 gains two more points here. Each column starts from the same noise: the first, a 2 when unguided, becomes the 0 asked
-# for, and the third turns from a 6 into a 1. Only the gradient of a half-million-parameter classifier
+# 80 %; doubling it to 8 gains two more points here. Each column starts from the same noise: the first,
+# a 2 when unguided, becomes the 0 asked for, and the third turns from a 6 into a 1. Only the gradient of a half-million-parameter classifier
 # made the difference; the diffusion model itself was never told a label. The steering costs time,
 # since every step also runs the classifier forwards and backwards (compared at the end of section 3.2).
 
@@ -540,9 +540,10 @@ for name, c in counts.items():
 # %% [markdown]
 # With a trained $\varnothing$, `mnist_cond` predicts the noise of unlabelled digits as well as the
 # separately trained unconditional model (0.0580 against 0.0572 at $t = 200$, and within 6 % of it at
-# every step shown). With the untrained $\varnothing$ the loss is 20 % to 36 % higher than with the trained one. And the untrained
-# $\varnothing$ does not mean "any digit": told it, the model drew 15 zeros, 12 sixes and 12 eights in 50
-# samples and not a single 7 or 9, where the trained $\varnothing$ gave every digit between 1 and 13 times.
+# every step shown). With the untrained $\varnothing$ the loss is 20 % to 36 % higher than with the trained
+# one. And the untrained $\varnothing$ does not mean "any digit": told it, the model drew 15 zeros, 12 sixes
+# and 12 eights in 50 samples and not a single 7 or 9, where the trained $\varnothing$ gave every digit
+# between 1 and 13 times.
 #
 # So a model that never learnt $\varnothing$ has nothing to put in the formula's baseline. Its
 # $\epsilon_\theta(x_t, t, \varnothing)$ stands for an arbitrary condition, and
