@@ -107,9 +107,10 @@ def train_command(name: str, *, steps: int | None = None, out: str | Path | None
                       resume=resume, device=device, progress=progress)
         weights = state.ema.model
     seconds = time.perf_counter() - start
-    command = f"python -m diffusion_lab train --preset {name} --steps {preset.train.steps}"
-    if world > 1:
-        command = f"torchrun --nproc_per_node {world} -m diffusion_lab train --preset {name} --steps {preset.train.steps}"
+    launcher = f"torchrun --nproc_per_node {world} -m" if world > 1 else "python -m"
+    command = f"{launcher} diffusion_lab train --preset {name} --steps {preset.train.steps}"
+    if resume:  # the manifest says the weights continue an earlier run, and train_seconds counts only this one
+        command += " --resume"
     path = out / f"{name}.safetensors"
     if rank == 0:
         root = checkpoints_root if checkpoints_root is not None else (None if publish else out)

@@ -81,8 +81,9 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     """The learning rate for 0-based ``step``: a linear warm-up, constant ``config.lr``, then a linear
     decay to 0 over the last ``cooldown_steps`` ("warmup-stable-decay"). The decay depends only on how
     many steps are left, so a run extended with ``--steps`` and ``--resume`` before its cooldown began
-    follows the same curve as a fresh run of the new length. A cooldown longer than the run just starts
-    the run part-way down the slope."""
+    follows the same curve as a fresh run of the new length; one extended after its cooldown jumps back to
+    ``config.lr`` and cools down again (a warm restart). A cooldown longer than the run just starts the
+    run part-way down the slope."""
     warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
     cool = 1.0 if config.cooldown_steps == 0 else min(1.0, (config.steps - step) / config.cooldown_steps)
     return config.lr * warm * cool

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,16 @@ def test_train_writes_named_checkpoint(trained):
     assert pre.schedule is not None and pre.schedule.name == "cosine"
     assert torch.load(trained / "checkpoint.pt", weights_only=True)["step"] == 4
     assert not (trained / "runs").exists()
+
+
+def test_resumed_train_says_so_in_the_manifest(trained, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    result = run_cli("train", "--preset", "tiny", "--steps", "6", "--out", run, "--resume", cwd=run)
+    assert result.returncode == 0, result.stderr
+    entry = read_manifest(run)["tiny"]
+    assert entry["command"] == "python -m diffusion_lab train --preset tiny --steps 6 --resume"
+    assert entry["steps"] == 6 and torch.load(run / "checkpoint.pt", weights_only=True)["step"] == 6
 
 
 def sample_args(out: Path, trained: Path, *extra: str) -> list[str]:

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from diffusion_lab.__main__ import build_parser
 from diffusion_lab.models.classifier import ClassifierConfig, MNISTClassifier
 from diffusion_lab.models.mlp import MLPConfig, MLPDenoiser
 from diffusion_lab.models.unet import UNet, UNetConfig
+from diffusion_lab.presets import get_preset
 from diffusion_lab.pretrained import (
     CheckpointError,
     checkpoints_dir,
@@ -223,3 +225,22 @@ def test_load_to_device(tmp_path):
     save_tiny_unet(tmp_path)
     pre = load_pretrained("tiny", root=tmp_path, device="cpu")
     assert next(pre.model.parameters()).device.type == "cpu" and pre.schedule.device.type == "cpu"
+
+
+@pytest.mark.parametrize("name", sorted(read_manifest()))
+def test_every_shipped_checkpoint_names_a_command_that_remakes_it(name):
+    """The manifest's command is what made the shipped weights: one or more `train` runs of the checkpoint's
+    own preset joined by ' && ', every one a valid command line, the last publishing the recorded steps."""
+    entry = read_manifest()[name]
+    runs = entry["command"].split(" && ")
+    parsed = []
+    for run in runs:
+        words = run.split()
+        assert words[0] in ("python", "torchrun") and "-m" in words, run
+        module = words.index("-m") + 1
+        assert words[module] == "diffusion_lab", run
+        parsed.append(build_parser().parse_args(words[module + 1:]))
+    assert all(args.command == "train" and args.preset == name for args in parsed), entry["command"]
+    assert parsed[-1].publish and not any(args.publish for args in parsed[:-1]), entry["command"]
+    assert all(args.resume for args in parsed[1:]), "a later run must continue the first with --resume"
+    assert (parsed[-1].steps or get_preset(name).train.steps) == entry["steps"]

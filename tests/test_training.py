@@ -266,7 +266,7 @@ def test_learning_rate_warms_up_holds_and_cools_down():
 
 def test_extended_run_then_cooled_down_equals_straight_run(mnist_small, tmp_path):
     """Train 10 steps at a constant rate, then extend to 20 with a 6-step cooldown: the same weights as
-    a straight 20-step run with that cooldown (how the shipped MNIST models were made)."""
+    a straight 20-step run with that cooldown (how the shipped mnist_cond was made)."""
     cooled = dataclasses.replace(FAST, cooldown_steps=6)
     straight = train(tiny_unet(), schedule(), mnist_small, cooled, out_dir=tmp_path / "a", progress=False)
     train(tiny_unet(), schedule(), mnist_small, dataclasses.replace(FAST, steps=10), out_dir=tmp_path / "b",
