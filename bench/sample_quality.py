@@ -1,7 +1,10 @@
 """Sample quality of the shipped MNIST models, judged by the shipped classifier (issue 3's bars, chapter 05).
 
     .venv/bin/python bench/sample_quality.py                 # 1,000 samples per row, seeds 0, 1, 2
-    .venv/bin/python bench/sample_quality.py --num 500 --ddpm-num 200 --etas 0.5 1   # what was recorded
+    .venv/bin/python bench/sample_quality.py --num 500 --ddpm-num 200 --etas 0.5 1   # seeds and eta compared
+
+The .md records the command that wrote it. A record made before ``--seeds`` existed used seed 0 alone;
+``--seeds 0`` reproduces it.
 
 On 2 CPU cores one DDIM-50 sample takes about 0.22 s, so DDPM-1000 costs about 4.5 s a sample (75 min
 for 1,000): ``--ddpm-num`` samples fewer for DDPM-1000 and compares it with the first as many DDIM-50
