@@ -375,7 +375,7 @@ for label, curve in curves.items():
 #
 # ## 6. The shipped checkpoint
 #
-# Training the MNIST model properly takes one to two hours on a laptop CPU, so the course ships
+# Training the MNIST model properly takes about three hours on a two-core CPU, so the course ships
 # the result in `data/checkpoints/`: weights in `safetensors` format (plain tensors, unlike pickled
 # `.pt` files, which can run code when loaded), a JSON config, and a SHA-256 digest checked on every load.
 # The manifest records how each checkpoint was made:
@@ -389,7 +389,9 @@ print(f"size:     {info['bytes'] / 1e6:.1f} MB")
 
 # %% [markdown]
 # Anyone can remake it with that command (`python -m diffusion_lab train --preset mnist --publish`),
-# and `--resume` continues a run that was interrupted. Sixty-four of its samples, again 50 DDIM steps:
+# and `--resume` continues a run that was interrupted, as this one was: it was stopped after 12,898
+# steps and resumed from its step-12,750 checkpoint, losing only the 148 steps since then. Sixty-four of
+# its samples, again 50 DDIM steps:
 
 # %%
 x_T = torch.randn(64, 1, 28, 28, generator=torch.Generator().manual_seed(6))
@@ -411,7 +413,7 @@ plt.show()
 # - The loss has a floor at each $t$ set by the data: highest at small $t$, where the noise is a tiny
 #   nudge that may look like data, and near zero at large $t$. Compare models step by step.
 # - Sample from an exponential moving average of the weights, not the last weights.
-# - A 2-D spiral trains in half a minute; MNIST digits need one to two hours of laptop CPU, so the
+# - A 2-D spiral trains in half a minute; MNIST digits need about three hours of laptop CPU, so the
 #   course ships that model, with the command that made it.
 #
 # ## What's next

@@ -47,7 +47,7 @@ def _presets() -> dict[str, Preset]:
         Preset("toy2d", "mlp", MLPConfig(), TrainConfig(steps=3000, batch_size=512, lr=1e-3, warmup_steps=100,
                                                         ema_decay=0.995, checkpoint_every=500),
                data="swiss_roll", description="the 2-D swiss-roll denoiser of chapter 04"),
-        Preset("mnist", "unet", UNetConfig.mnist(), TrainConfig(steps=10_000, batch_size=128, lr=5e-4,
+        Preset("mnist", "unet", UNetConfig.mnist(), TrainConfig(steps=20_000, batch_size=128, lr=5e-4,
                                                                 cooldown_steps=2500, checkpoint_every=250,
                                                                 bf16=True),
                data="mnist", description="unconditional MNIST digits"),
