@@ -300,9 +300,9 @@ plt.show()
 # %% [markdown]
 # Most columns keep their digit from 10 steps to 100: with DDIM, $x_T$ largely decides the image, and
 # more steps mostly refine the strokes. Not always: the second column is a 0 at 10 steps and something
-# between a 2 and a 7 after, and the fifth goes from 8 to 3 to 1. A few large steps make large jumps, and no fresh noise corrects
-# a wrong one. Even so, DDIM's $x_T$ is a useful handle, one that later chapters use to edit and
-# interpolate images.
+# between a 2 and a 7 after, and the fifth goes from 8 to 3 to 1. A few large steps make large jumps,
+# and no fresh noise corrects a wrong one. Even so, DDIM's $x_T$ is a useful handle, one that later
+# chapters use to edit and interpolate images.
 #
 # ## 4. Measuring: steps, time and quality
 #
@@ -371,7 +371,8 @@ plt.show()
 # - **DDPM with 100 steps is no better than DDIM with 50** here: its recognised share is within the
 #   sampling noise of DDIM's, and its FID is worse. `bench/sample_quality.py` finds much the same on more
 #   samples: DDPM with all 1,000 steps, twenty times slower, ties DDIM-50 in recognised share and is a
-#   little better in FID. That is what the DDIM paper found. It was not so for an earlier version of our
+#   little better in FID. That matches the DDIM paper, where 50 deterministic steps came close to
+#   1,000 stochastic ones. It was not so for an earlier version of our
 #   model, trained for half as long: there DDPM-1000 was recognised 3 points more often than DDIM-50.
 #   A weaker model's noise predictions are less accurate; DDIM follows them deterministically and carries
 #   every error to the end, while DDPM's fresh noise at each step lets later steps correct earlier
