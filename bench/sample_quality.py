@@ -6,8 +6,8 @@
 The .md records the command that wrote it. A record made before ``--seeds`` existed used seed 0 alone;
 ``--seeds 0`` reproduces it.
 
-On 2 CPU cores one DDIM-50 sample takes about 0.22 s, so DDPM-1000 costs about 4.5 s a sample (75 min
-for 1,000): ``--ddpm-num`` samples fewer for DDPM-1000 and compares it with the first as many DDIM-50
+On 2 CPU cores (2 threads) one DDIM-50 sample takes about 0.13 s, so DDPM-1000 costs about 2.7 s a sample
+(45 min for 1,000; measured 2026-11-21): ``--ddpm-num`` samples fewer for DDPM-1000 and compares it with the first as many DDIM-50
 samples (same count, so the FIDs compare too); ``--skip-ddpm`` leaves that comparison out.
 
 Measures, on the same number of samples each:
