@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from diffusion_lab.data import mnist_tensors
-from diffusion_lab.metrics import class_accuracy, class_probabilities, fid, recognised_fraction
+from diffusion_lab.judges.metrics import class_accuracy, class_probabilities, fid, recognised_fraction
 from diffusion_lab.pretrained import load_pretrained
 
 RESULTS = Path(__file__).resolve().parent / "results" / "classifier_accuracy.md"

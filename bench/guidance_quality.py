@@ -34,8 +34,14 @@ import torch
 
 from diffusion_lab.config import pick_device
 from diffusion_lab.data.shapes import combinations
-from diffusion_lab.generate import generate
-from diffusion_lab.metrics import attribute_accuracy, class_accuracy, class_probabilities, diversity, features
+from diffusion_lab.judges.metrics import (
+    attribute_accuracy,
+    class_accuracy,
+    class_probabilities,
+    diversity,
+    features,
+)
+from diffusion_lab.pipelines import generate
 from diffusion_lab.pretrained import load_pretrained
 
 RESULTS = Path(__file__).resolve().parent / "results"

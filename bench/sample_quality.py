@@ -39,7 +39,13 @@ import torch
 
 from diffusion_lab.config import pick_device
 from diffusion_lab.data import mnist_tensors
-from diffusion_lab.metrics import class_accuracy, class_counts, class_probabilities, fid, recognised_fraction
+from diffusion_lab.judges.metrics import (
+    class_accuracy,
+    class_counts,
+    class_probabilities,
+    fid,
+    recognised_fraction,
+)
 from diffusion_lab.pretrained import load_pretrained
 from diffusion_lab.sampling import DDIMScheduler, DDPMScheduler, sample
 

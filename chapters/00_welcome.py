@@ -19,12 +19,12 @@
 import matplotlib.pyplot as plt
 import torch
 
+from diffusion_lab.cli.doctor import report, run_checks
 from diffusion_lab.config import mode_name, pick, pick_device
 from diffusion_lab.data import load_mnist
-from diffusion_lab.doctor import report, run_checks
 from diffusion_lab.exercises import check_mse, check_scale_per_sample, check_to_model_range
+from diffusion_lab.notebook.figures import show_images, use_course_style
 from diffusion_lab.schedules import NoiseSchedule
-from diffusion_lab.viz import show_images, use_course_style
 
 use_course_style()
 print(f"mode: {mode_name()}")
@@ -172,7 +172,8 @@ plt.show()
 # its own step). `x` has shape `(B, C, H, W)` (or `(B, 2)` for 2-D points) and `c` has shape `(B,)`.
 # `c * x` fails or does the wrong thing, because broadcasting lines up the *last* dimensions. Write
 # `scale_per_sample(x, c)`. *Hint:* give `c` trailing dimensions of size one, e.g. with `c.view(...)`
-# or `c[:, None, None, None]`, and make it work for any number of dimensions.
+# or `c[:, None, None, None]`, and make it work for any number of dimensions. (The package's version
+# is `diffusion_lab.tensors.append_dims(c, x.ndim)`; every later chapter uses it.)
 
 # %%
 def scale_per_sample(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

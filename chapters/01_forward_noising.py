@@ -30,9 +30,11 @@ from diffusion_lab.exercises import (
     check_q_sample,
     check_variance_after_step,
 )
+from diffusion_lab.notebook.animation import animate
+from diffusion_lab.notebook.figures import plot_points, show_images, to_display, use_course_style
+from diffusion_lab.notebook.widgets import timestep_explorer
 from diffusion_lab.schedules import NoiseSchedule, linear_betas
-from diffusion_lab.viz import animate, plot_points, show_images, to_display, use_course_style
-from diffusion_lab.widgets import timestep_explorer
+from diffusion_lab.tensors import append_dims
 
 use_course_style()
 print(f"mode: {mode_name()}")
@@ -263,14 +265,14 @@ check_alpha_bars(alpha_bars_from_betas)
 #
 # Write `q_sample(x0, alpha_bar, eps)` returning $x_t$ for a *batch*: `x0` and `eps` have shape
 # `(B, ...)` and `alpha_bar` has shape `(B,)`, one value per sample. *Hint:* to multiply each sample
-# by its own number, reshape `alpha_bar` so it broadcasts, e.g. `alpha_bar.view(-1, *[1] * (x0.ndim - 1))`.
-# (The package has a helper for exactly this, `diffusion_lab.tensors.append_dims`.)
+# by its own number, give `alpha_bar` trailing dimensions so it broadcasts, as in exercise 0.2: the
+# package's helper `append_dims(alpha_bar, x0.ndim)` (imported above) turns $(B,)$ into $(B, 1, \dots)$.
 
 # %%
 def q_sample(x0: torch.Tensor, alpha_bar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps, with one alpha_bar per sample (B,)."""
     ### BEGIN SOLUTION
-    a = alpha_bar.view(-1, *[1] * (x0.ndim - 1))
+    a = append_dims(alpha_bar, x0.ndim)  # (B, 1, ...)
     return a.sqrt() * x0 + (1 - a).sqrt() * eps
     ### END SOLUTION
 

@@ -33,9 +33,9 @@ import torch
 from diffusion_lab.config import mode_name, pick, seed_everything
 from diffusion_lab.data import load_photo, mnist_tensors
 from diffusion_lab.exercises import check_cosine_alpha_bars, check_psnr, check_t_for_snr
+from diffusion_lab.notebook.figures import noising_strip, plot_schedules, show_images, use_course_style
+from diffusion_lab.notebook.widgets import schedule_explorer
 from diffusion_lab.schedules import NoiseSchedule
-from diffusion_lab.viz import noising_strip, plot_schedules, show_images, use_course_style
-from diffusion_lab.widgets import schedule_explorer
 
 use_course_style()
 seed_everything(0)

@@ -51,8 +51,8 @@ from diffusion_lab.models import (
     shape_trace,
     timestep_embedding,
 )
+from diffusion_lab.notebook.figures import show_images, use_course_style
 from diffusion_lab.schedules import NoiseSchedule
-from diffusion_lab.viz import show_images, use_course_style
 
 use_course_style()
 seed_everything(0)

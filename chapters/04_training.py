@@ -45,13 +45,14 @@ import torch.nn.functional as F
 from diffusion_lab.config import mode_name, pick, seed_everything
 from diffusion_lab.data import make_toy, mnist_tensors
 from diffusion_lab.exercises import check_diffusion_loss, check_ema_update, check_train_step
-from diffusion_lab.live_plot import LiveLossPlot
 from diffusion_lab.models import MLPConfig, MLPDenoiser, UNet, UNetConfig
+from diffusion_lab.notebook.figures import plot_points, show_images, use_course_style
+from diffusion_lab.notebook.live_plot import LiveLossPlot
 from diffusion_lab.pretrained import load_pretrained, read_manifest
 from diffusion_lab.sampling import DDIMScheduler, DDPMScheduler, sample
 from diffusion_lab.schedules import NoiseSchedule
-from diffusion_lab.training import TrainConfig, diffusion_loss, loss_by_timestep, train
-from diffusion_lab.viz import plot_points, show_images, use_course_style
+from diffusion_lab.tensors import append_dims
+from diffusion_lab.training import DiffusionObjective, TrainConfig, diffusion_loss, fit, loss_by_timestep
 
 use_course_style()
 seed_everything(0)
@@ -117,14 +118,14 @@ print(f"always predicting zero:        {F.mse_loss(torch.zeros_like(eps), eps).i
 # 0-d tensor: build $x_t$ from the closed form, call `model(xt, t)`, and return the mean squared error
 # against `eps`. `x0` and `eps` have shape $(B, \dots)$ (points or images), `t` has shape $(B,)$, and
 # `alpha_bars` is the schedule's $(T,)$ tensor. *Hint:* `alpha_bars[t]` has shape $(B,)$; reshape it to
-# $(B, 1, \dots)$ so that it multiplies each sample, as in exercise 0.2.
+# $(B, 1, \dots)$ so that it multiplies each sample, as in exercise 0.2 (`append_dims` is imported above).
 
 # %%
 def my_diffusion_loss(model, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
                       alpha_bars: torch.Tensor) -> torch.Tensor:
     """DDPM's simplified loss for one batch: mean of (eps - model(x_t, t))^2."""
     ### BEGIN SOLUTION
-    abar = alpha_bars[t].reshape(-1, *([1] * (x0.ndim - 1)))  # (B, 1, ...)
+    abar = append_dims(alpha_bars[t], x0.ndim)  # (B, 1, ...)
     xt = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
     return ((eps - model(xt, t)) ** 2).mean()
     ### END SOLUTION
@@ -201,8 +202,10 @@ print(f"mean loss over the last 50 steps: {sum(my_losses[-50:]) / len(my_losses[
 #
 # ## 3. The 2-D model, trained properly
 #
-# The package's `train` runs the same step with the usual extras: AdamW with a short learning-rate
-# warm-up, gradient clipping (a rare huge gradient cannot throw the weights far), an exponential moving
+# The package's `fit` runs the same step with the usual extras. What it trains towards is an
+# *objective*: `DiffusionObjective(schedule, data)` draws $x_0$, $t$ and $\epsilon$ and scores the
+# model with the loss you just wrote (the course's classifiers train through the same `fit` with a
+# cross-entropy objective). The extras: AdamW with a short learning-rate warm-up, gradient clipping (a rare huge gradient cannot throw the weights far), an exponential moving
 # average of the weights (section 5), checkpoints you can resume from, a clear stop if the loss becomes
 # NaN, and, below, a live plot: the left panel is the loss, the right one the loss so far for each tenth
 # of the steps $t$. Watch it move while it trains. 3,000 steps of 512 points take about half a minute on
@@ -214,7 +217,8 @@ toy_config = TrainConfig(steps=pick(3000, 300), batch_size=512, lr=1e-3, warmup_
 torch.manual_seed(0)
 toy = MLPDenoiser(MLPConfig())
 start = time.perf_counter()
-toy_state = train(toy, schedule, data_2d, toy_config, on_log=LiveLossPlot(schedule.T, title="2-D swiss roll"))
+toy_state = fit(toy, DiffusionObjective(schedule, data_2d), toy_config,
+                on_log=LiveLossPlot(schedule.T, title="2-D swiss roll"))
 print(f"trained {toy_config.steps} steps in {time.perf_counter() - start:.0f} s")
 
 # %% [markdown]
@@ -316,7 +320,8 @@ mnist_config = TrainConfig(steps=pick(400, 15), batch_size=64, lr=1e-3, warmup_s
 torch.manual_seed(0)
 unet = UNet(UNetConfig.mnist())
 start = time.perf_counter()
-mnist_state = train(unet, schedule, digits, mnist_config, on_log=LiveLossPlot(schedule.T, title="MNIST U-Net"))
+mnist_state = fit(unet, DiffusionObjective(schedule, digits), mnist_config,
+                  on_log=LiveLossPlot(schedule.T, title="MNIST U-Net"))
 minutes = (time.perf_counter() - start) / 60
 print(f"trained {mnist_config.steps} steps ({mnist_config.steps * mnist_config.batch_size:,} images) "
       f"in {minutes:.1f} min")

@@ -40,7 +40,9 @@ import torch
 from diffusion_lab.config import mode_name, pick, seed_everything
 from diffusion_lab.data import mnist_tensors
 from diffusion_lab.exercises import check_ddim_step, check_ddim_timesteps, check_posterior_mean
-from diffusion_lab.metrics import class_counts, class_probabilities, fid, recognised_fraction
+from diffusion_lab.judges.metrics import class_counts, class_probabilities, fid, recognised_fraction
+from diffusion_lab.notebook.animation import animate
+from diffusion_lab.notebook.figures import make_grid, show_images, to_display, use_course_style
 from diffusion_lab.pretrained import load_pretrained
 from diffusion_lab.sampling import (
     DDIMScheduler,
@@ -50,7 +52,6 @@ from diffusion_lab.sampling import (
     record_trajectory,
     sample,
 )
-from diffusion_lab.viz import animate, make_grid, show_images, to_display, use_course_style
 
 use_course_style()
 seed_everything(0)

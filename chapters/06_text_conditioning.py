@@ -44,34 +44,34 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from diffusion_lab.attention_maps import (
-    foreground_mask,
-    region_contrast,
-    show_word_maps,
-    token_labels,
-    token_maps,
-)
 from diffusion_lab.config import mode_name, pick, seed_everything
-from diffusion_lab.data.shapes import COLOURS, HELD_OUT, SHAPES, combinations, make_shapes
+from diffusion_lab.data.shapes import COLOURS, HELD_OUT, SHAPES, caption_vocabulary, combinations, make_shapes
 from diffusion_lab.exercises import (
     check_cross_attention,
     check_masked_attention_weights,
     check_tokenize,
     check_word_map,
 )
-from diffusion_lab.generate import generate
-from diffusion_lab.live_plot import LiveLossPlot
-from diffusion_lab.metrics import attribute_accuracy
+from diffusion_lab.judges.metrics import attribute_accuracy
 from diffusion_lab.models import count_parameters, shape_trace
 from diffusion_lab.models.attention import CrossAttention, record_cross_attention
 from diffusion_lab.models.text import TextEncoder, TextEncoderConfig, Tokenizer
 from diffusion_lab.models.text_unet import TextUNet, TextUNetConfig
+from diffusion_lab.notebook.attention_maps import (
+    foreground_mask,
+    region_contrast,
+    show_word_maps,
+    token_labels,
+    token_maps,
+)
+from diffusion_lab.notebook.figures import make_grid, show_images, to_display, use_course_style
+from diffusion_lab.notebook.live_plot import LiveLossPlot
+from diffusion_lab.notebook.widgets import prompt_explorer
+from diffusion_lab.pipelines import generate
 from diffusion_lab.pretrained import load_pretrained, read_manifest
 from diffusion_lab.sampling import DDIMScheduler, DDPMScheduler, sample
 from diffusion_lab.schedules import NoiseSchedule
-from diffusion_lab.training import TrainConfig, train
-from diffusion_lab.viz import make_grid, show_images, to_display, use_course_style
-from diffusion_lab.widgets import prompt_explorer
+from diffusion_lab.training import DiffusionObjective, TrainConfig, fit
 
 use_course_style()
 seed_everything(0)
@@ -86,7 +86,7 @@ print(f"mode: {mode_name()}")
 #
 # $$\text{emb} = \text{TimeEmbed}(t) + \text{ClassEmbed}(y), \qquad \epsilon_\theta(x_t, t, y).$$
 #
-# In the U-Net's `forward` that is one line, `emb = emb + self.class_embed(class_labels)`. The table
+# In the U-Net's `forward` that is one line, `emb = emb + self.class_embed(cond)`. The table
 # has one row more than there are digits: row 10 means "no label", the empty condition $\varnothing$ that
 # chapter 07 needs. Ask for each digit three times, with 20 DDIM steps (chapter 05):
 
@@ -141,7 +141,7 @@ print("never shown in training:", ", ".join(f"{colour} {shape}s" for colour, sha
 
 # %%
 # NBVAL_CHECK_OUTPUT
-tokenizer = Tokenizer.for_shapes()
+tokenizer = Tokenizer(caption_vocabulary())  # the 20 words of the shapes captions
 print(tokenizer)
 print("vocabulary:", " ".join(tokenizer.vocabulary))
 ids = tokenizer.encode(["a small red circle in the top left", "A large green triangle"])
@@ -201,7 +201,7 @@ print(tokenize("A large green triangle", tokenizer.ids, 12) == tokenizer.encode(
 
 # %%
 torch.manual_seed(0)
-encoder = TextEncoder(TextEncoderConfig(width=64))  # learns from scratch, beside the U-Net (section 5)
+encoder = TextEncoder(TextEncoderConfig(tokenizer.vocabulary, width=64))  # learns from scratch, beside the U-Net (section 5)
 context = encoder(ids)
 print(f"ids {tuple(ids.shape)} -> context {tuple(context.shape)}: one {encoder.dim}-number vector per token")
 print(f"text encoder: {count_parameters(encoder):,} parameters")
@@ -312,7 +312,7 @@ print(f"same as the package's CrossAttention: {torch.allclose(mine, package, ato
 # %%
 # NBVAL_CHECK_OUTPUT
 torch.manual_seed(0)
-model = TextUNet(TextUNetConfig.shapes())
+model = TextUNet(TextUNetConfig.shapes(tokenizer.vocabulary))
 context, mask = model.context(ids)  # the text encoder, and the mask of the padding
 trace = shape_trace(model.unet, torch.randn(2, 3, 32, 32), torch.tensor([10, 500]), context=context,
                     context_mask=mask)
@@ -326,9 +326,10 @@ print(f"parameters: {count_parameters(model):,} in all, {count_parameters(model.
 # ## 5. Training on captions
 #
 # Training changes in one place only: the model gets each picture's caption ids as well,
-# $\epsilon_\theta(x_t, t, c)$, and the loss is chapter 04's. The package's `train` takes them as
-# `labels`, a $(N, L)$ tensor of ids. It also takes `cond_drop_prob=0.1`: one caption in ten is replaced
-# by the empty prompt `""` (`null_label`), so the same network also learns to draw with no text at all.
+# $\epsilon_\theta(x_t, t, c)$, and the loss is chapter 04's. Chapter 04's `DiffusionObjective` takes
+# them as `cond`, a $(N, L)$ tensor of ids, and `fit` takes `cond_drop_prob=0.1`: one caption in ten is
+# replaced by the empty prompt `""` (`null_cond`, the model's `null_condition`), so the same network also
+# learns to draw with no text at all.
 # Chapter 07 explains why that is worth having.
 #
 # A short run: the shipped model's network and caption dropout, on 6,000 pictures, with smaller batches
@@ -341,8 +342,8 @@ schedule = NoiseSchedule.from_name("cosine", T=1000)
 config = TrainConfig(steps=pick(200, 8), batch_size=32, lr=1e-3, warmup_steps=50, ema_decay=0.99,
                      cond_drop_prob=0.1, log_every=pick(20, 4), bf16=True)
 start = time.perf_counter()
-state = train(model, schedule, data.images, config, labels=caption_ids, null_label=tokenizer.empty()[0],
-              on_log=LiveLossPlot(schedule.T, title="shapes with captions"))
+objective = DiffusionObjective(schedule, data.images, cond=caption_ids, null_cond=model.null_condition(1)[0])
+state = fit(model, objective, config, on_log=LiveLossPlot(schedule.T, title="shapes with captions"))
 minutes = (time.perf_counter() - start) / 60
 print(f"trained {config.steps} steps of {config.batch_size} pictures in {minutes:.1f} min")
 

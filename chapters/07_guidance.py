@@ -54,7 +54,7 @@ from diffusion_lab.data import mnist_tensors
 from diffusion_lab.data.shapes import COLOURS, POSITIONS, SHAPES, SIZES, ShapeAttributes, combinations
 from diffusion_lab.exercises import check_cfg_combine, check_classifier_guided_eps, check_pick_scale
 from diffusion_lab.guidance import classifier_free_guidance, classifier_guidance, classifier_log_prob_grad
-from diffusion_lab.metrics import (
+from diffusion_lab.judges.metrics import (
     attribute_accuracy,
     class_accuracy,
     class_counts,
@@ -62,11 +62,18 @@ from diffusion_lab.metrics import (
     diversity,
     features,
 )
-from diffusion_lab.models.noisy_classifier import accuracy_by_timestep
+from diffusion_lab.judges.noisy_accuracy import accuracy_by_timestep
+from diffusion_lab.notebook.figures import (
+    make_grid,
+    plot_fidelity_diversity,
+    show_images,
+    to_display,
+    use_course_style,
+)
 from diffusion_lab.pretrained import load_pretrained
 from diffusion_lab.sampling import DDPMScheduler, sample
+from diffusion_lab.tensors import append_dims
 from diffusion_lab.training import loss_by_timestep
-from diffusion_lab.viz import make_grid, plot_fidelity_diversity, show_images, to_display, use_course_style
 
 use_course_style()
 seed_everything(0)
@@ -236,14 +243,14 @@ plt.show()
 #
 # (Dhariwal & Nichol 2021, Algorithm 2). `eps_pred` and `grad` have shape $(B, C, H, W)$; `alpha_bar_t`
 # has shape $(B,)$, one value per sample, because each sample may be at its own step; `scale` is $s$.
-# *Hint:* reshape $\sqrt{1-\bar\alpha_t}$ to $(B, 1, 1, 1)$, as in exercise 4.1.
+# *Hint:* reshape $\sqrt{1-\bar\alpha_t}$ to $(B, 1, 1, 1)$ with `append_dims`, as in exercise 4.1.
 
 # %%
 def classifier_guided_eps(eps_pred: torch.Tensor, grad: torch.Tensor, alpha_bar_t: torch.Tensor,
                           scale: float) -> torch.Tensor:
     """eps_pred - scale * sqrt(1 - alpha_bar_t) * grad, alpha_bar_t (B,) broadcast over (B, C, H, W)."""
     ### BEGIN SOLUTION
-    sigma = (1 - alpha_bar_t).sqrt().reshape(-1, *([1] * (eps_pred.ndim - 1)))  # (B, 1, 1, 1)
+    sigma = append_dims((1 - alpha_bar_t).sqrt(), eps_pred.ndim)  # (B, 1, 1, 1)
     return eps_pred - scale * sigma * grad
     ### END SOLUTION
 
@@ -259,7 +266,7 @@ check_classifier_guided_eps(classifier_guided_eps)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def my_classifier_guidance(model, classifier, labels: torch.Tensor, scale: float):
+def my_classifier_guidance(model, labels: torch.Tensor, classifier, scale: float):
     def guided(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         grad = classifier_log_prob_grad(classifier, xt, t, labels)  # d log p(y | x_t, t) / d x_t
         return classifier_guided_eps(model(xt, t), grad, schedule.alpha_bars[t], scale)
@@ -269,8 +276,8 @@ def my_classifier_guidance(model, classifier, labels: torch.Tensor, scale: float
 xt_test = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(4))
 t_test, y_test = torch.tensor([900, 600, 300, 50]), torch.tensor([3, 1, 4, 1])
 with torch.no_grad():
-    mine = my_classifier_guidance(unconditional, noisy_classifier, y_test, 2.0)(xt_test, t_test)
-    package = classifier_guidance(unconditional, noisy_classifier, schedule, y_test, 2.0)(xt_test, t_test)
+    mine = my_classifier_guidance(unconditional, y_test, noisy_classifier, 2.0)(xt_test, t_test)
+    package = classifier_guidance(unconditional, y_test, noisy_classifier, schedule, 2.0)(xt_test, t_test)
 print(f"same as diffusion_lab.guidance.classifier_guidance: {torch.allclose(mine, package, atol=1e-5)}")
 
 # %% [markdown]
@@ -285,7 +292,7 @@ print(f"same as diffusion_lab.guidance.classifier_guidance: {torch.allclose(mine
 cg_scales = [0.0, 1.0, 2.0, 4.0, 8.0]
 cg = {}
 for s in cg_scales:
-    guided = classifier_guidance(unconditional, noisy_classifier, schedule, y_mnist, s)
+    guided = classifier_guidance(unconditional, y_mnist, noisy_classifier, schedule, s)
     images, seconds = draw(guided, N_MNIST)
     accuracy, spread = mnist_scores(images, y_mnist)
     cg[s] = {"images": images, "accuracy": accuracy, "diversity": spread, "seconds": seconds}
@@ -485,7 +492,7 @@ print(f"w = {w_mnist:g}: requested digit {cfg_runs[w_mnist]['accuracy']:.1%}, di
 #
 # Every run above used $\epsilon_\theta(x_t, t, \varnothing)$, the model's prediction *when it is told
 # nothing*. A network only knows what it was trained on. So `mnist_cond` was trained with `cond_drop_prob=0.1`: for
-# a random 10 % of each batch, the label was replaced by the null class 10 (`training.py`). One network
+# a random 10 % of each batch, the label was replaced by the null class 10 (`training/diffusion.py`). One network
 # learnt both $p(x \mid c)$ and $p(x)$. The text model of chapter 06 does the same with the empty prompt,
 # whose token ids are just `<start>` and padding. Stable Diffusion v1.5's model card says the same of its
 # last training run: "10 % dropping of the text-conditioning to improve classifier-free guidance sampling".
@@ -502,15 +509,15 @@ with torch.no_grad():
     untrained_null.class_embed.weight[10].normal_(generator=torch.Generator().manual_seed(0))  # nn.Embedding's init
 
 x0_eval = test_images[:pick(200, 50)]
-null_labels = torch.full((len(x0_eval),), 10)
+null_cond = conditional.null_condition(len(x0_eval))  # (N,): the null class ∅, index 10
 t_eval = [200, 500, 800]
 losses = {
     "unconditional model `mnist`": loss_by_timestep(unconditional, schedule, x0_eval, t_eval,
                                                     generator=torch.Generator().manual_seed(5)),
-    "mnist_cond, ∅ trained": loss_by_timestep(conditional, schedule, x0_eval, t_eval, class_labels=null_labels,
+    "mnist_cond, ∅ trained": loss_by_timestep(conditional, schedule, x0_eval, t_eval, cond=null_cond,
                                               generator=torch.Generator().manual_seed(5)),
     "mnist_cond, ∅ never trained": loss_by_timestep(untrained_null, schedule, x0_eval, t_eval,
-                                                    class_labels=null_labels,
+                                                    cond=null_cond,
                                                     generator=torch.Generator().manual_seed(5)),
 }
 print(f"loss on {len(x0_eval)} test digits      " + "".join(f"  t = {t:3d}" for t in t_eval))
@@ -559,7 +566,7 @@ for name, c in counts.items():
 # The text-to-image model of chapter 06 draws 32 × 32 pictures of one coloured shape from a caption such
 # as "a small red circle in the top left". It was trained with 10 % of its captions replaced by the
 # empty prompt, so $\varnothing$ is the empty prompt, and guidance works exactly as for digits. The
-# course's attribute scorer (`models/attribute_scorer.py`) reads the four attributes back from each
+# course's attribute scorer (`judges/attribute_scorer.py`) reads the four attributes back from each
 # picture, which makes fidelity measurable: the share of samples with all four right. Diversity is
 # measured on pixels this time: the root-mean-square difference between two pictures of the same
 # prompt, averaged over pairs and prompts.

@@ -1,7 +1,8 @@
 """Guidance: a few lines around the model that trade diversity for fidelity to the condition (chapter 07).
 
-Both kinds wrap a model into another ``model(xt, t) -> eps_pred`` callable, so the sampling loops of
-``sampling.py`` run unchanged with DDPM or DDIM.
+Both kinds wrap a model into another ``model(xt, t) -> eps_pred`` callable, so the sampling loop of
+``sampling/loop.py`` runs unchanged with DDPM or DDIM. The two wrappers share a signature:
+``(model, cond, ..., scale)``, the condition to steer towards first, the scale last.
 
 Classifier-free guidance (Ho & Salimans 2022), with c the condition, ∅ the empty condition and w the
 guidance scale:
@@ -33,9 +34,9 @@ from torch import nn
 
 from diffusion_lab.sampling import Model
 from diffusion_lab.schedules import NoiseSchedule
-from diffusion_lab.tensors import append_dims
+from diffusion_lab.tensors import append_dims, eval_mode
 
-# model(xt, t, cond) -> eps_pred, with cond (B,) class labels or (B, L) token ids.
+# model(xt, t, cond) -> eps_pred, with cond (B,) class indices or (B, L) token ids.
 ConditionalModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -101,43 +102,38 @@ def classifier_free_guidance(model: ConditionalModel, cond: torch.Tensor, null_c
 
 
 def classifier_log_prob_grad(classifier: nn.Module, xt: torch.Tensor, t: torch.Tensor,
-                             class_labels: torch.Tensor) -> torch.Tensor:
-    """grad_{x_t} log p_phi(y | x_t, t) for each sample: xt (B, C, H, W), t (B,), class_labels (B,) -> (B, C, H, W).
+                             cond: torch.Tensor) -> torch.Tensor:
+    """grad_{x_t} log p_phi(y | x_t, t) for each sample: xt (B, C, H, W), t (B,), cond (B,) classes y -> (B, C, H, W).
 
     The classifier runs in eval mode (restored afterwards): in train mode, BatchNorm would normalise by
     the noisy batch and overwrite its running statistics, and dropout would make the gradient random.
     """
-    was_training = classifier.training
-    classifier.eval()
-    try:
-        with torch.enable_grad():  # sampling runs under no_grad; this gradient is the point
-            x = xt.detach().float().requires_grad_(True)
-            log_probs = classifier(x, t).float().log_softmax(dim=-1)  # (B, num_classes)
-            chosen = log_probs[torch.arange(len(x), device=x.device), class_labels]  # (B,)
-            (grad,) = torch.autograd.grad(chosen.sum(), x)  # samples are independent: the sum's gradient is each one's
-    finally:
-        classifier.train(was_training)
+    with eval_mode(classifier), torch.enable_grad():  # sampling runs under no_grad; this gradient is the point
+        x = xt.detach().float().requires_grad_(True)
+        log_probs = classifier(x, t).float().log_softmax(dim=-1)  # (B, num_classes)
+        chosen = log_probs[torch.arange(len(x), device=x.device), cond]  # (B,)
+        (grad,) = torch.autograd.grad(chosen.sum(), x)  # samples are independent: the sum's gradient is each one's
     return grad.to(xt.dtype)
 
 
-def classifier_guidance(model: Model, classifier: nn.Module, schedule: NoiseSchedule, class_labels: torch.Tensor,
+def classifier_guidance(model: Model, cond: torch.Tensor, classifier: nn.Module, schedule: NoiseSchedule,
                         scale: float) -> Model:
-    """Wrap an unconditional ``model(xt, t)`` into ``guided(xt, t)`` steered towards ``class_labels``.
+    """Wrap an unconditional ``model(xt, t)`` into ``guided(xt, t)`` steered towards the classes ``cond``.
 
+    cond: (B,) int64 class indices, or (1,) for one class for all.
     classifier: a noise-aware p_phi(y | x_t, t), called as classifier(xt, t) -> logits (B, num_classes).
-    class_labels: (B,) int64, or (1,) for one class for all. scale: s >= 0 (0 is no guidance).
+    scale: s >= 0 (0 is no guidance).
     """
     s = check_scale(scale, "scale")
-    if not isinstance(class_labels, torch.Tensor) or class_labels.ndim != 1 or class_labels.dtype not in (
-            torch.int64, torch.int32):
-        raise ValueError(f"class_labels must be a (B,) int64 tensor of class indices, got {class_labels!r}")
+    if not isinstance(cond, torch.Tensor) or cond.ndim != 1 or cond.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"cond must be a (B,) int64 tensor of class indices, got {cond!r}")
     alpha_bars = schedule.alpha_bars
 
     def guided(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         eps_pred = model(xt, t)  # (B, C, H, W)
         if s == 0.0:
             return eps_pred
-        y = _batch_of(class_labels, xt.shape[0], "class_labels").to(xt.device)
+        y = _batch_of(cond, xt.shape[0], "cond").to(xt.device)
         grad = classifier_log_prob_grad(classifier, xt, t, y)  # (B, C, H, W)
         sigma = append_dims((1 - alpha_bars.to(xt.device)[t]).sqrt(), xt.ndim).to(eps_pred.dtype)  # (B, 1, 1, 1)
         return eps_pred - s * sigma * grad

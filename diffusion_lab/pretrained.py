@@ -36,8 +36,8 @@ class CheckpointError(ValueError):
 
 def model_kinds() -> dict[str, tuple[type[nn.Module], type]]:
     """kind -> (model class, config dataclass). Imported here to keep this module light to import."""
-    from diffusion_lab.models.attribute_scorer import AttributeScorer, AttributeScorerConfig
-    from diffusion_lab.models.classifier import ClassifierConfig, MNISTClassifier
+    from diffusion_lab.judges.attribute_scorer import AttributeScorer, AttributeScorerConfig
+    from diffusion_lab.judges.mnist_classifier import ClassifierConfig, MNISTClassifier
     from diffusion_lab.models.mlp import MLPConfig, MLPDenoiser
     from diffusion_lab.models.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
     from diffusion_lab.models.text_unet import TextUNet, TextUNetConfig

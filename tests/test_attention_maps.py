@@ -1,4 +1,4 @@
-"""Tests for diffusion_lab.attention_maps: recorded cross-attention -> one map per word (chapter 06)."""
+"""Tests for diffusion_lab.notebook.attention_maps: recorded cross-attention -> one map per word (chapter 06)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ import matplotlib.pyplot as plt
 import pytest
 import torch
 
-from diffusion_lab.attention_maps import (
+from diffusion_lab.data.shapes import ShapeAttributes, caption_vocabulary, make_shapes, render
+from diffusion_lab.models.attention import CrossAttention, record_cross_attention
+from diffusion_lab.models.text import TextEncoderConfig, Tokenizer
+from diffusion_lab.models.text_unet import TextUNet, TextUNetConfig
+from diffusion_lab.models.unet import UNetConfig
+from diffusion_lab.notebook.attention_maps import (
     foreground_mask,
     region_contrast,
     show_word_maps,
     token_labels,
     token_maps,
 )
-from diffusion_lab.data.shapes import ShapeAttributes, make_shapes, render
-from diffusion_lab.models.attention import CrossAttention, record_cross_attention
-from diffusion_lab.models.text import TextEncoderConfig, Tokenizer
-from diffusion_lab.models.text_unet import TextUNet, TextUNetConfig
-from diffusion_lab.models.unet import UNetConfig
 
 
 @pytest.fixture(autouse=True)
@@ -109,7 +109,7 @@ def _tiny_text_model() -> TextUNet:
     unet = dataclasses.replace(UNetConfig.tiny(), in_channels=3, out_channels=3, image_size=16,
                                cross_attention_resolutions=(8, 4), context_dim=16)
     torch.manual_seed(0)
-    return TextUNet(TextUNetConfig(unet, TextEncoderConfig(width=16, depth=1, num_heads=2))).eval()
+    return TextUNet(TextUNetConfig(unet, TextEncoderConfig(caption_vocabulary(), width=16, depth=1, num_heads=2))).eval()
 
 
 def test_end_to_end_with_a_text_model() -> None:
@@ -135,7 +135,7 @@ def test_end_to_end_with_a_text_model() -> None:
 
 def test_token_labels_rejects_non_ids() -> None:
     with pytest.raises(ValueError, match=r"\(B, L\) token ids"):
-        token_labels(torch.zeros(12, dtype=torch.long), Tokenizer.for_shapes())
+        token_labels(torch.zeros(12, dtype=torch.long), Tokenizer(caption_vocabulary()))
 
 
 def test_foreground_mask_finds_the_shape() -> None:

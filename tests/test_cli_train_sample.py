@@ -1,4 +1,4 @@
-"""Tests for `python -m diffusion_lab train` / `sample` (diffusion_lab.commands and __main__).
+"""Tests for `python -m diffusion_lab train` / `sample` (diffusion_lab.cli.commands and __main__).
 
 One tiny model is trained once per module (4 steps) into a temporary folder and sampled from; nothing is
 written into the repository's data/checkpoints. Subprocesses run on the CPU with one thread.
@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_lab.__main__ import main
-from diffusion_lab.commands import sample_command, train_command
+from diffusion_lab.cli.commands import sample_command, train_command
+from diffusion_lab.cli.main import main
 from diffusion_lab.data import mnist_tensors
-from diffusion_lab.models.classifier import MNISTClassifier
+from diffusion_lab.judges.mnist_classifier import MNISTClassifier
 from diffusion_lab.pretrained import load_pretrained, read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,7 +163,11 @@ def test_classifier_preset_trains_and_loads(tmp_path):
     path = train_command("mnist_classifier", steps=30, out=tmp_path / "run", checkpoints_root=tmp_path,
                          progress=False)
     assert path == tmp_path / "mnist_classifier.safetensors" and path.exists()
-    assert not (tmp_path / "run").exists()  # the classifier keeps no resumable checkpoint
+    # Judges train through the same fit as the denoisers: a resumable checkpoint, and --resume continues it.
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 30
+    again = train_command("mnist_classifier", steps=40, out=tmp_path / "run", resume=True,
+                          checkpoints_root=tmp_path / "more", progress=False)
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["step"] == 40 and again.exists()
     pre = load_pretrained("mnist_classifier", root=tmp_path)
     assert isinstance(pre.model, MNISTClassifier) and pre.schedule is None and not pre.model.training
     assert read_manifest(tmp_path)["mnist_classifier"]["steps"] == 30
@@ -178,8 +182,8 @@ def test_classifier_preset_trains_and_loads(tmp_path):
 
 
 def test_presets_are_consistent():
-    from diffusion_lab.commands import build_model
-    from diffusion_lab.presets import get_preset, preset_names
+    from diffusion_lab.cli.commands import build_model
+    from diffusion_lab.cli.presets import get_preset, preset_names
     from diffusion_lab.pretrained import model_kinds
 
     names = preset_names()

@@ -1,4 +1,4 @@
-"""Tests for diffusion_lab.doctor and ``python -m diffusion_lab doctor``."""
+"""Tests for diffusion_lab.cli.doctor and ``python -m diffusion_lab doctor``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from diffusion_lab import config, doctor
-from diffusion_lab.doctor import Finding, report, run_checks
+from diffusion_lab import config
+from diffusion_lab.cli import doctor
+from diffusion_lab.cli.doctor import Finding, report, run_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 

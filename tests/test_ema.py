@@ -1,4 +1,4 @@
-"""Tests for diffusion_lab.ema: the warmed-up decay, the update rule, buffers, state_dict round trip."""
+"""Tests for diffusion_lab.training.ema: the warmed-up decay, the update rule, buffers, state_dict round trip."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from diffusion_lab.ema import EMA
+from diffusion_lab.training.ema import EMA
 
 
 def small_net(seed: int = 0) -> nn.Module:

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_lab.__main__ import main
-from diffusion_lab.generate import generate
+from diffusion_lab.cli.main import main
+from diffusion_lab.data.shapes import caption_vocabulary
 from diffusion_lab.models.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
 from diffusion_lab.models.text import TextEncoderConfig
 from diffusion_lab.models.text_unet import TextUNet, TextUNetConfig
 from diffusion_lab.models.unet import UNet, UNetConfig
+from diffusion_lab.pipelines import generate
 from diffusion_lab.pretrained import save_pretrained
 from diffusion_lab.schedules import NoiseSchedule
 
@@ -36,7 +37,7 @@ def root(tmp_path_factory) -> Path:
     tiny = UNetConfig.tiny()
     text = TextUNetConfig(dataclasses.replace(tiny, in_channels=3, out_channels=3, image_size=16,
                                               cross_attention_resolutions=(4,), context_dim=16),
-                          TextEncoderConfig(width=16, depth=1, num_heads=2))
+                          TextEncoderConfig(caption_vocabulary(), width=16, depth=1, num_heads=2))
     judge = NoisyClassifierConfig(base_channels=8, channel_mults=(1, 2), num_groups=4)
     for name, model, kind, sched in [
         ("uncond", UNet(tiny), "unet", schedule),

@@ -108,11 +108,11 @@ def test_classifier_guidance_shifts_eps_by_sigma_times_gradient():
     base = lambda x, t: torch.zeros_like(x)  # noqa: E731
     x, t = torch.randn(2, 1, 3, 3), torch.tensor([100, 900])
     labels = torch.tensor([0])
-    guided = classifier_guidance(base, LinearClassifier(), schedule, labels, 5.0)(x, t)
+    guided = classifier_guidance(base, labels, LinearClassifier(), schedule, 5.0)(x, t)
     grad = classifier_log_prob_grad(LinearClassifier(), x, t, labels.expand(2))
     sigma = (1 - schedule.alpha_bars[t]).sqrt().float()[:, None, None, None]
     torch.testing.assert_close(guided, -5.0 * sigma * grad)
-    torch.testing.assert_close(classifier_guidance(base, LinearClassifier(), schedule, labels, 0)(x, t),
+    torch.testing.assert_close(classifier_guidance(base, labels, LinearClassifier(), schedule, 0)(x, t),
                                torch.zeros_like(x))
 
 
@@ -125,7 +125,7 @@ def test_classifier_guidance_steers_samples_with_ddpm_and_ddim(scheduler_cls):
     scheduler.set_timesteps(20)
     means = []
     for s in (0.0, 30.0):
-        fn = classifier_guidance(model, LinearClassifier(), schedule, torch.tensor([0]), s)
+        fn = classifier_guidance(model, torch.tensor([0]), LinearClassifier(), schedule, s)
         x = sample(fn, scheduler, (64, 1, 3, 3), generator=torch.Generator().manual_seed(0))
         means.append(x.mean().item())
     assert means[1] > means[0] + 0.5
@@ -134,11 +134,11 @@ def test_classifier_guidance_steers_samples_with_ddpm_and_ddim(scheduler_cls):
 def test_classifier_guidance_bad_inputs():
     schedule = NoiseSchedule.from_name("cosine", 1000)
     with pytest.raises(ValueError, match="scale must be >= 0"):
-        classifier_guidance(lambda x, t: x, LinearClassifier(), schedule, torch.tensor([0]), -2.0)
-    with pytest.raises(ValueError, match=r"class_labels must be a \(B,\) int64 tensor"):
-        classifier_guidance(lambda x, t: x, LinearClassifier(), schedule, torch.tensor([0.5]), 1.0)
-    fn = classifier_guidance(lambda x, t: x, LinearClassifier(), schedule, torch.tensor([0, 1]), 1.0)
-    with pytest.raises(ValueError, match="class_labels holds 2 conditions but the batch has 3 samples"):
+        classifier_guidance(lambda x, t: x, torch.tensor([0]), LinearClassifier(), schedule, -2.0)
+    with pytest.raises(ValueError, match=r"cond must be a \(B,\) int64 tensor"):
+        classifier_guidance(lambda x, t: x, torch.tensor([0.5]), LinearClassifier(), schedule, 1.0)
+    fn = classifier_guidance(lambda x, t: x, torch.tensor([0, 1]), LinearClassifier(), schedule, 1.0)
+    with pytest.raises(ValueError, match="cond holds 2 conditions but the batch has 3 samples"):
         fn(torch.randn(3, 1, 2, 2), torch.tensor([1, 2, 3]))
 
 

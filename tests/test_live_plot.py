@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion_lab.live_plot import LiveLossPlot
 from diffusion_lab.models import MLPConfig, MLPDenoiser
+from diffusion_lab.notebook.live_plot import LiveLossPlot
 from diffusion_lab.schedules import NoiseSchedule
-from diffusion_lab.training import LossHistory, TrainConfig, loss_by_timestep, train
+from diffusion_lab.training import DiffusionObjective, LossHistory, TrainConfig, fit, loss_by_timestep
 
 
 def test_live_plot_draws_both_panels_from_a_history() -> None:
     history = LossHistory(steps=[10, 20, 30], losses=[0.9, 0.5, 0.4])
-    history.add_per_sample(torch.tensor([0, 5, 95]), torch.tensor([1.0, 0.8, 0.1]), T=100)
+    history.add_per_sample(torch.tensor([0, 5, 95]) * 10 // 100, torch.tensor([1.0, 0.8, 0.1]))  # t -> tenths
     fig = LiveLossPlot(T=100, title="test").draw(history)
     loss_ax, t_ax = fig.axes
     assert list(loss_ax.lines[0].get_ydata()) == [0.9, 0.5, 0.4]
@@ -23,12 +23,12 @@ def test_live_plot_draws_both_panels_from_a_history() -> None:
     assert "step 30" in loss_ax.get_title()
 
 
-def test_live_plot_is_called_by_train_and_keeps_the_final_state() -> None:
+def test_live_plot_is_called_by_fit_and_keeps_the_final_state() -> None:
     plot = LiveLossPlot(T=50, min_seconds=3600)  # only the first and the final call draw
     config = TrainConfig(steps=6, batch_size=8, log_every=2, checkpoint_every=100)
     torch.manual_seed(0)
-    state = train(MLPDenoiser(MLPConfig(hidden_dim=16, num_layers=1)), NoiseSchedule.from_name("linear", 50),
-                  torch.randn(64, 2), config, on_log=plot, progress=False)
+    objective = DiffusionObjective(NoiseSchedule.from_name("linear", 50), torch.randn(64, 2))
+    state = fit(MLPDenoiser(MLPConfig(hidden_dim=16, num_layers=1)), objective, config, on_log=plot, progress=False)
     title = plot.figure.axes[0].get_title()
     assert title.startswith(f"step {state.step}:")
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from diffusion_lab.metrics import (
+from diffusion_lab.judges.metrics import (
     class_accuracy,
     class_counts,
     class_probabilities,
@@ -12,7 +12,7 @@ from diffusion_lab.metrics import (
     frechet_distance,
     recognised_fraction,
 )
-from diffusion_lab.models.classifier import ClassifierConfig, MNISTClassifier
+from diffusion_lab.judges.mnist_classifier import ClassifierConfig, MNISTClassifier
 
 
 def test_frechet_distance_of_a_set_with_itself_is_zero():

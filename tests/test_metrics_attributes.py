@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from diffusion_lab.metrics import attribute_accuracy, diversity, mean_pairwise_distance
+from diffusion_lab.judges.metrics import attribute_accuracy, diversity, mean_pairwise_distance
 
 
 class FixedScorer(nn.Module):

@@ -82,8 +82,8 @@ def test_fits_points_on_a_spiral() -> None:
 @pytest.mark.parametrize(
     ("x", "t", "error", "match"),
     [
-        (torch.zeros(4, 3), torch.zeros(4), ValueError, "shape \\(B, 2\\)"),
-        (torch.zeros(4), torch.zeros(4), ValueError, "shape \\(B, 2\\)"),
+        (torch.zeros(4, 3), torch.zeros(4), ValueError, "expects input shaped \\(B, 2\\)"),
+        (torch.zeros(4), torch.zeros(4), ValueError, "expects input shaped \\(B, 2\\)"),
         (torch.zeros(4, 2, dtype=torch.long), torch.zeros(4), TypeError, "floating-point"),
         (torch.zeros(4, 2, dtype=torch.float64), torch.zeros(4), TypeError, "float64"),
         (torch.zeros(4, 2), torch.zeros(3), ValueError, "t must be a tensor of shape \\(B,\\) = \\(4,\\)"),

@@ -1,20 +1,17 @@
-"""Tests for diffusion_lab.models.noisy_classifier: shapes, the default size, gradients w.r.t. the input
-(what classifier guidance uses), a tiny training run, determinism, accuracy by timestep, and a clear
-error for every bad input. Tiny 8x8 configs keep the whole file to a few seconds on one CPU thread."""
+"""Tests for diffusion_lab.models.noisy_classifier (and its objective and accuracy-by-timestep judge):
+shapes, the default size, gradients w.r.t. the input (what classifier guidance uses), a tiny training
+run, determinism, accuracy by timestep, and a clear error for every bad input. Tiny 8x8 configs keep the whole file to a few seconds on one CPU thread."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from diffusion_lab.models.noisy_classifier import (
-    NoisyClassifier,
-    NoisyClassifierConfig,
-    accuracy_by_timestep,
-    train_noisy_classifier,
-)
+from diffusion_lab.judges.noisy_accuracy import accuracy_by_timestep
+from diffusion_lab.models.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
 from diffusion_lab.models.unet import count_parameters
 from diffusion_lab.schedules import NoiseSchedule
+from diffusion_lab.training import NoisyClassifierObjective, TrainConfig, fit
 
 TINY = NoisyClassifierConfig(image_size=8, base_channels=8, channel_mults=(1, 2), num_groups=4, num_classes=2)
 SCHEDULE = NoiseSchedule.from_name("cosine", 100)
@@ -23,6 +20,16 @@ SCHEDULE = NoiseSchedule.from_name("cosine", 100)
 def _model(config: NoisyClassifierConfig = TINY, seed: int = 0) -> NoisyClassifier:
     torch.manual_seed(seed)
     return NoisyClassifier(config)
+
+
+def train_noisy_classifier(model, images, labels, schedule, *, steps=2000, batch_size=128, lr=1e-3, seed=0,
+                           progress=False) -> list[float]:
+    """What the mnist_noisy_classifier preset does: fit with the noise-aware objective and the judges'
+    recipe (AdamW, weight decay 0.01, one-cycle); returns the loss of every step."""
+    config = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, lr_schedule="one_cycle",
+                         weight_decay=0.01, ema_decay=0.0, grad_clip=None, log_every=1)
+    objective = NoisyClassifierObjective(images, labels, model.config.num_classes, schedule)
+    return fit(model, objective, config, progress=progress).history.losses
 
 
 def _bright_vs_dark(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,15 +166,15 @@ def test_bad_config_type() -> None:
 @pytest.mark.parametrize(
     ("x", "t", "error", "match"),
     [
-        (torch.randn(1, 8, 8), torch.tensor([0]), ValueError, "must be a \\(B, C, H, W\\) tensor"),
-        (torch.randn(2, 3, 8, 8), torch.tensor([0, 1]), ValueError, "expects images shaped \\(B, 1, 8, 8\\)"),
-        (torch.randn(2, 1, 16, 16), torch.tensor([0, 1]), ValueError, "expects images shaped"),
+        (torch.randn(1, 8, 8), torch.tensor([0]), ValueError, "expects input shaped \\(B, 1, 8, 8\\)"),
+        (torch.randn(2, 3, 8, 8), torch.tensor([0, 1]), ValueError, "expects input shaped \\(B, 1, 8, 8\\)"),
+        (torch.randn(2, 1, 16, 16), torch.tensor([0, 1]), ValueError, "expects input shaped"),
         (torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 1]), TypeError, "floating-point"),
         (torch.randn(2, 1, 8, 8, dtype=torch.float64), torch.tensor([0, 1]), TypeError, "model.to"),
         (torch.randn(2, 1, 8, 8), torch.tensor([0, 1, 2]), ValueError, "shape \\(B,\\) = \\(2,\\)"),
         (torch.randn(2, 1, 8, 8), torch.tensor(5), ValueError, "torch.full"),
         (torch.randn(2, 1, 8, 8), 5, ValueError, "shape \\(B,\\)"),
-        (torch.randn(2, 1, 8, 8), torch.tensor([True, False]), TypeError, "integer timesteps"),
+        (torch.randn(2, 1, 8, 8), torch.tensor([True, False]), TypeError, "timesteps, got dtype torch.bool"),
     ],
 )
 def test_bad_forward_inputs(x, t, error, match) -> None:

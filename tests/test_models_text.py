@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from diffusion_lab.data.shapes import combinations
+from diffusion_lab.data.shapes import caption_vocabulary, combinations
 from diffusion_lab.models.attention import CrossAttention, attention_weights, record_cross_attention
-from diffusion_lab.models.text import TextEncoder, TextEncoderConfig, Tokenizer, shapes_vocabulary
+from diffusion_lab.models.text import TextEncoder, TextEncoderConfig, Tokenizer
 from diffusion_lab.models.text_unet import TextUNet, TextUNetConfig
 from diffusion_lab.models.unet import UNet, UNetConfig
 from diffusion_lab.pretrained import load_pretrained, save_pretrained
@@ -20,36 +20,36 @@ from diffusion_lab.schedules import NoiseSchedule
 def tiny_text_config() -> TextUNetConfig:
     unet = dataclasses.replace(UNetConfig.tiny(), in_channels=3, out_channels=3, image_size=16,
                                cross_attention_resolutions=(8, 4), context_dim=16)
-    return TextUNetConfig(unet, TextEncoderConfig(width=16, depth=1, num_heads=2))
+    return TextUNetConfig(unet, TextEncoderConfig(caption_vocabulary(), width=16, depth=1, num_heads=2))
 
 
 # --- tokenizer -------------------------------------------------------------------------------------
 
 def test_every_shapes_caption_round_trips():
-    tok = Tokenizer.for_shapes()
+    tok = Tokenizer(caption_vocabulary())
     captions = [a.caption() for a in combinations("all")]
     ids = tok.encode(captions)
     assert ids.shape == (len(captions), 12) and ids.dtype == torch.int64
     assert (ids[:, 0] == tok.start_id).all()
     assert tok.decode(ids) == captions
-    assert len(shapes_vocabulary()) == 20 and len(tok) == 23
+    assert len(caption_vocabulary()) == 20 and len(tok) == 23
 
 
 def test_prompts_are_normalised():
-    tok = Tokenizer.for_shapes()
+    tok = Tokenizer(caption_vocabulary())
     assert tok.words("A Small, RED circle in the center!") == ["a", "small", "red", "circle", "in", "the", "centre"]
     assert torch.equal(tok.encode("a red circle"), tok.encode(["A red circle."]))
 
 
 def test_padding_and_mask():
-    tok = Tokenizer.for_shapes(max_length=6)
+    tok = Tokenizer(caption_vocabulary(), max_length=6)
     ids = tok.encode(["a red circle", "circle"])
     assert ids.tolist()[1] == [tok.start_id, tok.ids["circle"], 0, 0, 0, 0]
     assert tok.mask(ids).sum(1).tolist() == [4, 2]
 
 
 def test_unknown_word_is_a_clear_error_with_a_suggestion():
-    tok = Tokenizer.for_shapes()
+    tok = Tokenizer(caption_vocabulary())
     with pytest.raises(ValueError, match=r"unknown word 'gren' in the prompt 'a gren circle'\. Did you mean 'green'\?"):
         tok.encode("a gren circle")
     with pytest.raises(ValueError, match="knows only these words: a, in, the"):
@@ -57,14 +57,14 @@ def test_unknown_word_is_a_clear_error_with_a_suggestion():
 
 
 def test_unknown_words_can_map_to_unk():
-    tok = Tokenizer.for_shapes(unknown="unk")
+    tok = Tokenizer(caption_vocabulary(), unknown="unk")
     ids = tok.encode("a dragon")
     assert ids[0, 2] == tok.unk_id and tok.decode(ids) == ["a <unk>"]
 
 
 @pytest.mark.parametrize("prompt", ["", "   ", "!!"])
 def test_empty_prompt_is_an_error_unless_allowed(prompt):
-    tok = Tokenizer.for_shapes()
+    tok = Tokenizer(caption_vocabulary())
     with pytest.raises(ValueError, match="has no words; describe the picture"):
         tok.encode(prompt)
     assert tok.encode(prompt, allow_empty=True).tolist() == tok.empty(1).tolist()
@@ -72,7 +72,7 @@ def test_empty_prompt_is_an_error_unless_allowed(prompt):
 
 
 def test_too_long_prompt_is_an_error():
-    tok = Tokenizer.for_shapes()
+    tok = Tokenizer(caption_vocabulary())
     with pytest.raises(ValueError, match="has 12 words but this model reads at most 11; shorten it"):
         tok.encode("a small red circle in the top left a small red circle")
 
@@ -80,7 +80,7 @@ def test_too_long_prompt_is_an_error():
 @pytest.mark.parametrize("prompts", [3, None, [1, 2], ["a red circle", None], []])
 def test_wrong_prompt_type_is_an_error(prompts):
     with pytest.raises(TypeError, match="must be a str"):
-        Tokenizer.for_shapes().encode(prompts)
+        Tokenizer(caption_vocabulary()).encode(prompts)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -98,7 +98,7 @@ def test_bad_tokenizer_settings(kwargs, message):
 # --- text encoder ---------------------------------------------------------------------------------
 
 def test_text_encoder_gives_one_vector_per_token():
-    enc = TextEncoder(TextEncoderConfig(width=16, depth=1, num_heads=2))
+    enc = TextEncoder(TextEncoderConfig(caption_vocabulary(), width=16, depth=1, num_heads=2))
     ids = enc.tokenizer.encode(["a red circle", "a large blue square in the centre"])
     out = enc(ids)
     assert out.shape == (2, 12, 16) and enc.dim == 16 and torch.isfinite(out).all()
@@ -107,8 +107,8 @@ def test_text_encoder_gives_one_vector_per_token():
 def test_text_encoder_ignores_padding():
     """A prompt's vectors do not depend on how much padding follows it."""
     torch.manual_seed(0)
-    short = TextEncoder(TextEncoderConfig(width=16, depth=2, num_heads=2, max_length=6))
-    long = TextEncoder(TextEncoderConfig(width=16, depth=2, num_heads=2, max_length=12))
+    short = TextEncoder(TextEncoderConfig(caption_vocabulary(), width=16, depth=2, num_heads=2, max_length=6))
+    long = TextEncoder(TextEncoderConfig(caption_vocabulary(), width=16, depth=2, num_heads=2, max_length=12))
     state = long.state_dict()
     state["pos_embed"] = state["pos_embed"][:6].clone()
     short.load_state_dict(state)
@@ -124,7 +124,7 @@ def test_text_encoder_ignores_padding():
 ])
 def test_text_encoder_input_errors(ids, error, message):
     with pytest.raises(error, match=message):
-        TextEncoder()(ids)
+        TextEncoder(TextEncoderConfig(caption_vocabulary()))(ids)
 
 
 # --- cross-attention --------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ def test_record_cross_attention_keeps_one_map_per_call_and_then_stops():
     ({"context_dim": 16}, "context_dim and cross_attention_resolutions go together"),
     ({"cross_attention_resolutions": (14,)}, "go together"),
     ({"cross_attention_resolutions": (5,), "context_dim": 16}, "cross-attention resolution 5 is never reached"),
-    ({"cross_attention_resolutions": (28,), "context_dim": 0}, "context_dim must be None or a positive int"),
+    ({"cross_attention_resolutions": (28,), "context_dim": 0}, "context_dim must be a positive int"),
 ])
 def test_bad_text_config(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -235,13 +235,13 @@ def test_text_unet_forward_and_empty_prompt():
     assert out.shape == x.shape
     torch.testing.assert_close(model(x, t), model(x, t, model.null_condition(2)))
     assert not torch.allclose(out, model(x, t))  # the prompt changes the prediction
-    with pytest.raises(ValueError, match=r"token_ids must be \(B, L\) with B = 2"):
+    with pytest.raises(ValueError, match=r"cond must be token ids \(B, L\) with B = 2"):
         model(x, t, ids[:1])
 
 
 def test_text_unet_config_checks_widths():
     with pytest.raises(ValueError, match="make UNetConfig.context_dim equal TextEncoderConfig.width"):
-        TextUNetConfig(tiny_text_config().unet, TextEncoderConfig(width=32))
+        TextUNetConfig(tiny_text_config().unet, TextEncoderConfig(caption_vocabulary(), width=32))
 
 
 def test_a_different_encoder_can_stand_in():
@@ -250,7 +250,7 @@ def test_a_different_encoder_can_stand_in():
     class BagOfWords(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.tokenizer = Tokenizer.for_shapes()
+            self.tokenizer = Tokenizer(caption_vocabulary())
             self.dim = 16
             self.table = nn.Embedding(len(self.tokenizer), 16)
 
@@ -270,6 +270,6 @@ def test_text_unet_checkpoint_round_trip(tmp_path):
     save_pretrained("text", model, model.config, kind="text_unet", schedule=NoiseSchedule.from_name("cosine", 1000),
                     made_by={}, root=tmp_path)
     pre = load_pretrained("text", root=tmp_path)
-    assert pre.model.config == model.config and pre.model.tokenizer.vocabulary == shapes_vocabulary()
+    assert pre.model.config == model.config and pre.model.tokenizer.vocabulary == caption_vocabulary()
     x, t, ids = torch.randn(1, 3, 16, 16), torch.tensor([7]), model.encode_prompts("a red circle")
     torch.testing.assert_close(pre.model(x, t, ids), model.eval()(x, t, ids))

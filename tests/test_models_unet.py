@@ -314,9 +314,9 @@ X, T = torch.zeros(2, 1, 28, 28), torch.tensor([1, 2])
 @pytest.mark.parametrize(
     ("x", "t", "error", "match"),
     [
-        (torch.zeros(1, 28, 28), T, ValueError, "x must be a \\(B, C, H, W\\) tensor"),
-        ([[0.0]], T, ValueError, "x must be a \\(B, C, H, W\\) tensor"),
-        (torch.zeros(2, 3, 28, 28), T, ValueError, "expects in_channels=1"),
+        (torch.zeros(1, 28, 28), T, ValueError, "expects input shaped \\(B, 1, \\?, \\?\\)"),
+        ([[0.0]], T, ValueError, "expects input shaped \\(B, 1, \\?, \\?\\), got list"),
+        (torch.zeros(2, 3, 28, 28), T, ValueError, "expects input shaped \\(B, 1, \\?, \\?\\), got \\(2, 3, 28, 28\\)"),
         (torch.zeros(2, 1, 30, 30), T, ValueError, "divisible by 4"),
         (torch.zeros(2, 1, 28, 28, dtype=torch.uint8), T, TypeError, "floating-point"),
         (X.double(), T, TypeError, "float64 but the model's parameters are torch.float32"),
@@ -334,8 +334,8 @@ def test_bad_x_or_t(tiny_models, x, t, error, match) -> None:
 @pytest.mark.parametrize(
     ("labels", "error", "match"),
     [
-        (torch.tensor([1]), ValueError, "class_labels must be a tensor of shape \\(B,\\) = \\(2,\\)"),
-        ([1, 2], ValueError, "class_labels must be a tensor"),
+        (torch.tensor([1]), ValueError, "cond must be a tensor of class indices of shape \\(B,\\) = \\(2,\\)"),
+        ([1, 2], ValueError, "cond must be a tensor"),
         (torch.tensor([1.0, 2.0]), TypeError, "integer class indices"),
         (torch.tensor([0, 11]), ValueError, "in \\[0, 10\\] \\(10 is the null class\\)"),
         (torch.tensor([-1, 3]), ValueError, "in \\[0, 10\\]"),

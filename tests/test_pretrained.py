@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffusion_lab.__main__ import build_parser
-from diffusion_lab.models.classifier import ClassifierConfig, MNISTClassifier
+from diffusion_lab.cli.main import build_parser
+from diffusion_lab.cli.presets import get_preset
+from diffusion_lab.judges.mnist_classifier import ClassifierConfig, MNISTClassifier
 from diffusion_lab.models.mlp import MLPConfig, MLPDenoiser
 from diffusion_lab.models.unet import UNet, UNetConfig
-from diffusion_lab.presets import get_preset
 from diffusion_lab.pretrained import (
     CheckpointError,
     checkpoints_dir,

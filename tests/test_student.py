@@ -1,4 +1,4 @@
-"""Tests for diffusion_lab.student: blanking solutions, student copies, the CLI, and the real chapters."""
+"""Tests for diffusion_lab.cli.student: blanking solutions, student copies, the CLI, and the real chapters."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from diffusion_lab.student import BEGIN, END, STUB, SolutionMarkerError, blank_solutions, make_student_copy
+from diffusion_lab.cli.student import (
+    BEGIN,
+    END,
+    STUB,
+    SolutionMarkerError,
+    blank_solutions,
+    make_student_copy,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))

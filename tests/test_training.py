@@ -27,12 +27,13 @@ from diffusion_lab.data import mnist_tensors
 from diffusion_lab.models.unet import UNet, UNetConfig
 from diffusion_lab.schedules import NoiseSchedule
 from diffusion_lab.training import (
+    DiffusionObjective,
     TrainConfig,
     TrainingDiverged,
     diffusion_loss,
     draw_batch,
+    fit,
     learning_rate,
-    train,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +48,11 @@ def mnist_small() -> torch.Tensor:
 def tiny_unet(seed: int = 0) -> UNet:
     torch.manual_seed(seed)
     return UNet(UNetConfig.tiny())
+
+
+def train(model, schedule, x0, config, *, labels=None, null_label=None, **kwargs):
+    """fit with the diffusion objective, as the denoisers are trained."""
+    return fit(model, DiffusionObjective(schedule, x0, labels, null_label), config, **kwargs)
 
 
 def schedule() -> NoiseSchedule:
@@ -76,6 +82,7 @@ def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Completed
     ("steps", 0), ("steps", 2.5), ("steps", True), ("batch_size", -1), ("checkpoint_every", 0),
     ("log_every", 0), ("warmup_steps", -1), ("seed", -3), ("seed", "0"), ("lr", 0.0), ("lr", -1e-3),
     ("lr", math.nan), ("lr", math.inf), ("lr", "1e-3"), ("grad_clip", 0.0), ("grad_clip", math.nan),
+    ("weight_decay", -0.1), ("lr_schedule", "cosine"),
     ("ema_decay", 1.0), ("ema_decay", -0.1), ("cond_drop_prob", 1.0), ("cond_drop_prob", -0.5),
     ("bf16", "yes"), ("cooldown_steps", -1), ("cooldown_steps", 1.5),
 ])
@@ -94,9 +101,9 @@ def test_train_config_accepts_edge_values():
 class Affine(nn.Module):
     """eps_pred = 0.5 x_t + t / 10 (+ the class label): a model whose output we can write down by hand."""
 
-    def forward(self, xt, t, class_labels=None):
+    def forward(self, xt, t, cond=None):
         out = 0.5 * xt + (t.float() / 10).view(-1, 1, 1)
-        return out if class_labels is None else out + class_labels.float().view(-1, 1, 1)
+        return out if cond is None else out + cond.float().view(-1, 1, 1)
 
 
 def test_diffusion_loss_equals_hand_computation():
@@ -116,7 +123,7 @@ def test_diffusion_loss_equals_hand_computation():
     torch.testing.assert_close(loss.double(), expected, rtol=1e-5, atol=1e-6)
 
     expected_y = (pred + y.double().view(-1, 1, 1) - eps.double()).pow(2).mean(dim=(1, 2))
-    loss_y = diffusion_loss(Affine(), sched, x0, t, eps, class_labels=y)
+    loss_y = diffusion_loss(Affine(), sched, x0, t, eps, cond=y)
     torch.testing.assert_close(loss_y.double(), expected_y, rtol=1e-5, atol=1e-6)
 
 
@@ -177,9 +184,9 @@ def test_short_run_logs_history_and_ema_differs(mnist_small):
 def test_train_rejects_bad_arguments(mnist_small):
     model = tiny_unet()
     labels = torch.zeros(len(mnist_small), dtype=torch.long)
-    with pytest.raises(ValueError, match="labels must be int64"):
+    with pytest.raises(ValueError, match="cond must be int64"):
         train(model, schedule(), mnist_small, FAST, labels=labels[:5], progress=False)
-    with pytest.raises(ValueError, match="null_label"):
+    with pytest.raises(ValueError, match="null_cond"):
         train(model, schedule(), mnist_small, dataclasses.replace(FAST, cond_drop_prob=0.1), labels=labels,
               progress=False)
 
@@ -382,13 +389,13 @@ def test_two_process_ddp_matches_one_process(tmp_path):
 
 def test_text_conditions_are_dropped_to_the_empty_prompt(tmp_path):
     """Token ids (N, L) train like class labels; cond_drop_prob swaps in the empty prompt's ids."""
-    from diffusion_lab.data.shapes import make_shapes
+    from diffusion_lab.data.shapes import caption_vocabulary, make_shapes
     from diffusion_lab.models.text import TextEncoderConfig
     from diffusion_lab.models.text_unet import TextUNet, TextUNetConfig
 
     config = TextUNetConfig(dataclasses.replace(UNetConfig.tiny(), in_channels=3, out_channels=3, image_size=16,
                                                 cross_attention_resolutions=(4,), context_dim=16),
-                            TextEncoderConfig(width=16, depth=1, num_heads=2))
+                            TextEncoderConfig(caption_vocabulary(), width=16, depth=1, num_heads=2))
     torch.manual_seed(0)
     model = TextUNet(config)
     shapes = make_shapes(8, size=16)
@@ -405,6 +412,6 @@ def test_text_conditions_are_dropped_to_the_empty_prompt(tmp_path):
     is_empty = (batches == empty).all(1)
     assert 0 < is_empty.sum() < len(batches)  # some captions dropped, not all
     assert all(row.tolist() in ids.tolist() for row in batches[~is_empty])
-    with pytest.raises(ValueError, match=r"null_label must have the shape of one label, \(12,\)"):
+    with pytest.raises(ValueError, match=r"null_cond must have the shape of one condition, \(12,\)"):
         train(model, NoiseSchedule.from_name("cosine", 1000), shapes.images, cfg, labels=ids, null_label=3,
               progress=False)

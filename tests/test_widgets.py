@@ -1,4 +1,4 @@
-"""Tests for diffusion_lab.widgets: explorers react to their controls and carry a static fallback."""
+"""Tests for diffusion_lab.notebook.widgets: explorers react to their controls and carry a static fallback."""
 
 from __future__ import annotations
 
@@ -19,15 +19,15 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from diffusion_lab.schedules import NoiseSchedule  # noqa: E402
-from diffusion_lab.viz import LIVE_ONLY  # noqa: E402
-from diffusion_lab.widgets import (  # noqa: E402
+from diffusion_lab.notebook.figures import LIVE_ONLY  # noqa: E402
+from diffusion_lab.notebook.widgets import (  # noqa: E402
     WIDGET_MIME,
     Explorer,
     prompt_explorer,
     schedule_explorer,
     timestep_explorer,
 )
+from diffusion_lab.schedules import NoiseSchedule  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ import nbformat
 from nbclient import NotebookClient
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-LIVE_ONLY = "diffusion_lab_live_only"  # the same key as diffusion_lab.viz.LIVE_ONLY
+LIVE_ONLY = "diffusion_lab_live_only"  # the same key as diffusion_lab.notebook.figures.LIVE_ONLY
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 

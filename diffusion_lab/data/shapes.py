@@ -37,6 +37,14 @@ HELD_OUT: frozenset[tuple[str, str]] = frozenset({("green", "triangle"), ("blue"
 SPLITS = ("train", "held_out", "all")
 
 BACKGROUND = (18, 18, 24)
+
+
+def caption_vocabulary() -> tuple[str, ...]:
+    """Every word of the captions, in a fixed order: what a text encoder for this data set must know."""
+    words = ["a", "in", "the", *SIZES, *COLOURS, *SHAPES]
+    for position in POSITIONS:
+        words += [w for w in position.split() if w not in words]
+    return tuple(words)
 SUPERSAMPLE = 4
 # Shape centre in units of the image side (x to the right, y downwards).
 _CENTRES = {

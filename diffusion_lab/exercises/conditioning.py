@@ -7,10 +7,11 @@ from typing import Any
 
 import torch
 
-from diffusion_lab.attention_maps import token_maps
+from diffusion_lab.data.shapes import caption_vocabulary
 from diffusion_lab.exercises.core import ExerciseFailed, _call, _compare, _gen, _passed
 from diffusion_lab.models.attention import CrossAttention, attention_weights
 from diffusion_lab.models.text import PAD, START, Tokenizer
+from diffusion_lab.notebook.attention_maps import token_maps
 
 _PROMPTS = ("a small red circle in the top left", "a large green triangle in the centre", "circle",
             "A Large Blue Square")
@@ -29,7 +30,7 @@ def _as_id_list(exercise: str, got: Any, prompt: str) -> list[int]:
 
 def check_tokenize(fn: Callable[..., Any]) -> None:
     """6.1: tokenize(prompt, token_ids, max_length) -> [<start>, one id per lower-cased word, <pad>, ...]."""
-    tokenizer = Tokenizer.for_shapes()
+    tokenizer = Tokenizer(caption_vocabulary())
     # The course's ids put <pad> at 0 and <start> at 1; a second, shuffled table catches fixed numbers.
     words = list(tokenizer.ids)
     shuffled = dict(zip(words, torch.randperm(len(words), generator=_gen(61)).tolist()))

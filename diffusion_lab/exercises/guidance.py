@@ -13,6 +13,7 @@ from torch import nn
 from diffusion_lab.exercises.core import ExerciseFailed, _call, _compare, _gen, _passed
 from diffusion_lab.guidance import cfg_combine, classifier_guidance, classifier_log_prob_grad
 from diffusion_lab.schedules import NoiseSchedule
+from diffusion_lab.tensors import append_dims
 
 
 def check_cfg_combine(fn: Callable[..., torch.Tensor]) -> None:
@@ -62,10 +63,10 @@ def check_classifier_guided_eps(fn: Callable[..., torch.Tensor]) -> None:
     grad = classifier_log_prob_grad(classifier, xt, t, labels)  # (3, 1, 4, 4)
     for scale in (1.0, 4.0, 0.0):
         got = _call("7.2", fn, eps_pred.clone(), grad.clone(), schedule.alpha_bars[t].clone(), scale)
-        want = classifier_guidance(lambda x, tt: eps_pred, classifier, schedule, labels, scale)(xt, t)
+        want = classifier_guidance(lambda x, tt: eps_pred, labels, classifier, schedule, scale)(xt, t)
         hint = " (scale 0 is no guidance: eps_pred unchanged)" if scale == 0 else ""
         if isinstance(got, torch.Tensor) and got.shape == want.shape and scale > 0:
-            towards = eps_pred + scale * (1 - schedule.alpha_bars[t]).sqrt().view(-1, 1, 1, 1) * grad
+            towards = eps_pred + scale * append_dims((1 - schedule.alpha_bars[t]).sqrt(), grad.ndim) * grad
             if torch.allclose(got.double(), towards.double(), atol=1e-5):
                 raise ExerciseFailed("7.2", "the sign is flipped: eps is the noise to REMOVE, so making x_t more "
                                             "like the class means subtracting the gradient from eps")

@@ -1,15 +1,15 @@
-"""The networks the course trains: denoisers (chapters 03-06) and the judges that score samples (05-07).
+"""The networks the course trains (chapters 03-07): networks only; training is in ``training/``, the
+judges that score samples are in ``judges/``.
 
     embeddings.py        sinusoidal timestep embedding
     blocks.py            ResBlock, Downsample, Upsample
     attention.py         SelfAttention, CrossAttention, record_cross_attention
-    unet.py              UNetConfig (presets tiny / mnist / mnist_conditional / shapes_text), UNet, shape_trace
+    unet_config.py       UNetConfig and its presets (tiny / mnist / mnist_conditional / shapes_text)
+    unet.py              UNet, shape_trace
     mlp.py               MLPConfig, MLPDenoiser
     text.py              Tokenizer, TextEncoderConfig, TextEncoder (chapter 06)
     text_unet.py         TextUNetConfig, TextUNet: text encoder + U-Net, trained together
-    classifier.py        the noise-free MNIST judge
     noisy_classifier.py  p(y | x_t, t) for classifier guidance (chapter 07)
-    attribute_scorer.py  reads shape, colour, size and position back from a shapes picture
 """
 
 from diffusion_lab.models.attention import CrossAttention, SelfAttention, record_cross_attention

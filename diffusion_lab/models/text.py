@@ -32,17 +32,8 @@ from torch import nn
 
 PAD, START, UNK = "<pad>", "<start>", "<unk>"
 SPECIAL_TOKENS = (PAD, START, UNK)
-ALIASES = {"center": "centre", "an": "a"}  # spellings the shapes captions do not use, mapped to ones they do
-
-
-def shapes_vocabulary() -> tuple[str, ...]:
-    """Every word of the shapes captions (``data/shapes.py``), in a fixed order."""
-    from diffusion_lab.data.shapes import COLOURS, POSITIONS, SHAPES, SIZES
-
-    words = ["a", "in", "the", *SIZES, *COLOURS, *SHAPES]
-    for position in POSITIONS:
-        words += [w for w in position.split() if w not in words]
-    return tuple(words)
+# Other spellings of a word, used when the vocabulary has the second but not the first.
+ALIASES = {"center": "centre", "an": "a", "color": "colour", "gray": "grey"}
 
 
 class Tokenizer:
@@ -55,7 +46,7 @@ class Tokenizer:
 
     def __init__(self, vocabulary: Sequence[str], max_length: int = 12, unknown: str = "error") -> None:
         if isinstance(vocabulary, str) or not all(isinstance(w, str) and w for w in vocabulary):
-            raise TypeError("vocabulary must be a sequence of non-empty words, e.g. shapes_vocabulary()")
+            raise TypeError("vocabulary must be a sequence of non-empty words, e.g. data.shapes.caption_vocabulary()")
         if len(set(vocabulary)) != len(vocabulary) or set(vocabulary) & set(SPECIAL_TOKENS):
             raise ValueError(f"vocabulary words must be distinct and not one of {SPECIAL_TOKENS}")
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
@@ -68,11 +59,6 @@ class Tokenizer:
         self.unknown = unknown
         self.pad_id, self.start_id, self.unk_id = (self.ids[t] for t in SPECIAL_TOKENS)
 
-    @classmethod
-    def for_shapes(cls, max_length: int = 12, unknown: str = "error") -> Tokenizer:
-        """The tokenizer of the shapes captions: 20 words, prompts of up to ``max_length - 1`` words."""
-        return cls(shapes_vocabulary(), max_length, unknown)
-
     @property
     def vocabulary(self) -> tuple[str, ...]:
         return self.tokens[len(SPECIAL_TOKENS):]
@@ -84,10 +70,12 @@ class Tokenizer:
         return f"Tokenizer({len(self.vocabulary)} words, max_length={self.max_length}, unknown={self.unknown!r})"
 
     def words(self, prompt: str) -> list[str]:
-        """Lower-case the prompt, drop punctuation, split on spaces and apply ``ALIASES``."""
+        """Lower-case the prompt, drop punctuation, split on spaces and respell words by ``ALIASES`` where the
+        vocabulary knows only the other spelling."""
         if not isinstance(prompt, str):
             raise TypeError(f"a prompt must be a str, got {type(prompt).__name__} ({prompt!r})")
-        return [ALIASES.get(w, w) for w in re.sub(r"[^\w\s]", " ", prompt.lower()).split()]
+        words = re.sub(r"[^\w\s]", " ", prompt.lower()).split()
+        return [ALIASES[w] if w not in self.ids and ALIASES.get(w) in self.ids else w for w in words]
 
     def _token_id(self, word: str, prompt: str) -> int:
         if word in self.ids and word not in SPECIAL_TOKENS:
@@ -141,9 +129,10 @@ class Tokenizer:
 
 @dataclass(frozen=True)
 class TextEncoderConfig:
-    """A small transformer over the tokens of ``vocabulary``: ``depth`` blocks of width ``width``."""
+    """A small transformer over the tokens of ``vocabulary`` (the words of the data set's captions, passed
+    in: e.g. ``data.shapes.caption_vocabulary()``): ``depth`` blocks of width ``width``."""
 
-    vocabulary: tuple[str, ...] = shapes_vocabulary()
+    vocabulary: tuple[str, ...]
     max_length: int = 12
     width: int = 64
     depth: int = 2
@@ -193,7 +182,7 @@ class TextEncoder(nn.Module):
     ``tokenizer`` turns prompts into ids; ``dim`` is D, the ``context_dim`` the U-Net must be built with.
     """
 
-    def __init__(self, config: TextEncoderConfig = TextEncoderConfig()) -> None:
+    def __init__(self, config: TextEncoderConfig) -> None:
         super().__init__()
         if not isinstance(config, TextEncoderConfig):
             raise TypeError(f"config must be a TextEncoderConfig, got {type(config).__name__}")

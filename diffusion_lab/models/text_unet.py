@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -29,8 +28,8 @@ from diffusion_lab.models.unet import UNet, UNetConfig
 class TextUNetConfig:
     """The U-Net and the text encoder. ``unet.context_dim`` must equal ``text.width``."""
 
-    unet: UNetConfig = UNetConfig.shapes_text()
-    text: TextEncoderConfig = TextEncoderConfig()
+    unet: UNetConfig
+    text: TextEncoderConfig
 
     def __post_init__(self) -> None:
         # Accept plain dicts, as read back from a checkpoint's JSON.
@@ -45,15 +44,16 @@ class TextUNetConfig:
                              f"width {self.text.width}; make UNetConfig.context_dim equal TextEncoderConfig.width")
 
     @classmethod
-    def shapes(cls) -> TextUNetConfig:
-        """The shapes text-to-image model of chapters 06-07: 32x32 RGB, width-64 text encoder."""
-        return cls(UNetConfig.shapes_text(context_dim=64), TextEncoderConfig(width=64))
+    def shapes(cls, vocabulary: Sequence[str]) -> TextUNetConfig:
+        """The shapes text-to-image model of chapters 06-07: 32x32 RGB, a width-64 text encoder over
+        ``vocabulary`` (``data.shapes.caption_vocabulary()``)."""
+        return cls(UNetConfig.shapes_text(context_dim=64), TextEncoderConfig(tuple(vocabulary), width=64))
 
 
 class TextUNet(nn.Module):
-    """eps_theta(x_t, t, token_ids): x (B, C, H, W), t (B,), token_ids (B, L) int64 -> eps_pred (B, C, H, W)."""
+    """eps_theta(x_t, t, cond): x (B, C, H, W), t (B,), cond the prompts' token ids (B, L) int64 -> eps_pred (B, C, H, W)."""
 
-    def __init__(self, config: TextUNetConfig = TextUNetConfig(), *, text_encoder: nn.Module | None = None) -> None:
+    def __init__(self, config: TextUNetConfig, *, text_encoder: nn.Module | None = None) -> None:
         super().__init__()
         if not isinstance(config, TextUNetConfig):
             raise TypeError(f"config must be a TextUNetConfig, got {type(config).__name__}")
@@ -80,18 +80,13 @@ class TextUNet(nn.Module):
         """Token ids (B, L) -> (context (B, L, D), mask (B, L) bool) for the U-Net's cross-attention."""
         return self.text_encoder(token_ids), self.tokenizer.mask(token_ids)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, token_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """The noise in x (B, C, H, W) at steps t (B,) given prompts ``token_ids`` (B, L); None means "" for all."""
-        if token_ids is None:
-            token_ids = self.null_condition(x.shape[0])
-        if not isinstance(token_ids, torch.Tensor) or token_ids.ndim != 2 or token_ids.shape[0] != x.shape[0]:
-            got = tuple(token_ids.shape) if isinstance(token_ids, torch.Tensor) else type(token_ids).__name__
-            raise ValueError(f"token_ids must be (B, L) with B = {x.shape[0]} (one prompt per image), got {got}; "
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """The noise in x (B, C, H, W) at steps t (B,) given the prompts' token ids ``cond`` (B, L); None means ""."""
+        if cond is None:
+            cond = self.null_condition(x.shape[0])
+        if not isinstance(cond, torch.Tensor) or cond.ndim != 2 or cond.shape[0] != x.shape[0]:
+            got = tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__
+            raise ValueError(f"cond must be token ids (B, L) with B = {x.shape[0]} (one prompt per image), got {got}; "
                              f"make them with model.encode_prompts(prompts)")
-        context, mask = self.context(token_ids)
+        context, mask = self.context(cond)
         return self.unet(x, t, context=context, context_mask=mask)  # (B, C, H, W)
-
-
-def text_unet_from_json(values: dict[str, Any]) -> TextUNetConfig:
-    """Rebuild a TextUNetConfig from ``dataclasses.asdict`` output (lists where tuples were)."""
-    return TextUNetConfig(unet=values["unet"], text=values["text"])

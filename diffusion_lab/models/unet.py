@@ -1,4 +1,4 @@
-"""A small U-Net that predicts the noise eps in x_t: eps_pred = eps_theta(x_t, t[, class]) (chapter 03).
+"""A small U-Net that predicts the noise eps in x_t: eps_pred = eps_theta(x_t, t[, cond]) (chapter 03).
 
     x (B, C_in, 28, 28) -> conv_in
       down, level 0 (28x28): ResBlock x num_res_blocks  --------------- skip --------------+
@@ -10,6 +10,7 @@
       Upsample -> level 0 (28x28): ResBlock on [h, skip] x num_res_blocks  <--------------+
     GroupNorm -> SiLU -> conv_out -> eps_pred (B, C_out, 28, 28)
 
+The shape of the network (levels, channels, attention) is a ``UNetConfig`` (``unet_config.py``).
 Every ResBlock also reads the embedding of t (``embeddings.py``), plus a learned class embedding when
 the model is class-conditional. A text model (chapter 06) also reads the prompt: cross-attention
 blocks after the ResBlocks of the levels named in ``cross_attention_resolutions`` (and in the middle). Each ResBlock of the down path hands its output across to the
@@ -23,9 +24,6 @@ level only ever holds ``base_channels`` channels), and an Upsample that convolve
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,140 +31,8 @@ from torch import nn
 from diffusion_lab.models.attention import CrossAttention, SelfAttention
 from diffusion_lab.models.blocks import Downsample, ResBlock, Upsample, zero_init
 from diffusion_lab.models.embeddings import TimestepEmbedding
-
-
-@dataclass(frozen=True)
-class UNetConfig:
-    """What a ``UNet`` looks like. Tweak a preset with ``dataclasses.replace(UNetConfig.mnist(), ...)``.
-
-    Level i works at resolution ``image_size // 2**i`` with ``base_channels * channel_mults[i]``
-    channels. Self-attention sits between the two ResBlocks of the middle block (``mid_attention``);
-    ``attention_resolutions`` names resolutions (in pixels, e.g. 14 for 14x14) where every ResBlock of
-    the down and up paths is followed by self-attention as well (DDPM used 16 on 32x32 CIFAR-10).
-    Each attention block splits its channels into ``num_heads`` heads.
-
-    Text conditioning (chapter 06): with ``context_dim = D`` the model reads one D-dim vector per
-    prompt token (``forward(..., context=...)``) through cross-attention after every ResBlock at the
-    ``cross_attention_resolutions``, and in the middle block when the lowest resolution is among them.
-
-    Class conditioning: with ``num_classes = K`` the model learns K + 1 class embeddings. Rows 0..K-1
-    are the classes; row K is the "null" class (no label), used for the 10 % label dropout of
-    classifier-free guidance (chapter 07) and whenever ``class_labels`` is None.
-
-    Parameter counts of the presets (``tests/test_models_unet.py`` checks these ranges):
-    ``tiny()`` 0.05-0.2 M (199 k), ``mnist()`` 1-4 M (1.97 M), ``mnist_conditional()`` the same plus the
-    class table, 11 x 4 * base_channels.
-    """
-
-    in_channels: int = 1
-    out_channels: int = 1
-    image_size: int = 28
-    base_channels: int = 32
-    channel_mults: tuple[int, ...] = (1, 2, 4)
-    num_res_blocks: int = 1
-    mid_attention: bool = True
-    attention_resolutions: tuple[int, ...] = ()
-    cross_attention_resolutions: tuple[int, ...] = ()
-    num_heads: int = 4
-    num_groups: int = 8
-    dropout: float = 0.0
-    num_classes: int | None = None
-    context_dim: int | None = None
-
-    @classmethod
-    def tiny(cls) -> UNetConfig:
-        """For tests and quick mode: seconds to train a few steps, not good for real samples."""
-        return cls(base_channels=16, channel_mults=(1, 2, 2), num_groups=4, num_heads=2)
-
-    @classmethod
-    def mnist(cls) -> UNetConfig:
-        """Unconditional MNIST (1x28x28), the defaults: channels (32, 64, 128) at 28, 14 and 7 pixels.
-
-        Sized for 30-60 minutes of training on a laptop CPU (``bench/results/unet_throughput.md``).
-        """
-        return cls()
-
-    @classmethod
-    def mnist_conditional(cls) -> UNetConfig:
-        """``mnist()`` plus a class label (digits 0-9, and the null class 10)."""
-        return dataclasses.replace(cls.mnist(), num_classes=10)
-
-    @classmethod
-    def shapes_text(cls, context_dim: int = 64) -> UNetConfig:
-        """RGB 32x32 shapes read through text: channels (32, 64, 64) at 32, 16 and 8 pixels,
-        cross-attention to the prompt at 16 and 8 (256 and 64 queries against 12 tokens)."""
-        return cls(in_channels=3, out_channels=3, image_size=32, channel_mults=(1, 2, 2),
-                   cross_attention_resolutions=(16, 8), context_dim=context_dim)
-
-    @property
-    def channels(self) -> tuple[int, ...]:
-        """Channels at each level, e.g. (32, 64, 128)."""
-        return tuple(self.base_channels * m for m in self.channel_mults)
-
-    @property
-    def resolutions(self) -> tuple[int, ...]:
-        """Side length at each level, e.g. (28, 14, 7)."""
-        return tuple(self.image_size // 2**i for i in range(len(self.channel_mults)))
-
-    @property
-    def time_embed_dim(self) -> int:
-        """Width of the time (and class) embedding that every ResBlock reads: 4 * base_channels, as in DDPM."""
-        return 4 * self.base_channels
-
-    def __post_init__(self) -> None:
-        # Accept lists (from JSON, say) but store tuples, so configs stay hashable and comparable.
-        for name in ("channel_mults", "attention_resolutions", "cross_attention_resolutions"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        for name in ("in_channels", "out_channels", "image_size", "base_channels", "num_res_blocks",
-                     "num_heads", "num_groups"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not self.channel_mults or any(isinstance(m, bool) or not isinstance(m, int) or m < 1
-                                         for m in self.channel_mults):
-            raise ValueError(f"channel_mults must be a non-empty tuple of positive ints, got {self.channel_mults}")
-        factor = 2 ** (len(self.channel_mults) - 1)
-        if self.image_size % factor != 0:
-            raise ValueError(
-                f"image_size {self.image_size} must be divisible by 2**(levels - 1) = {factor}: "
-                f"{len(self.channel_mults)} levels halve it {len(self.channel_mults) - 1} times"
-            )
-        for c in self.channels:
-            if c % self.num_groups != 0:
-                raise ValueError(f"every level's channels {self.channels} must be divisible by "
-                                 f"num_groups={self.num_groups}; {c} is not")
-        for r in self.attention_resolutions:
-            if r not in self.resolutions:
-                raise ValueError(f"attention resolution {r} is never reached: this network works at "
-                                 f"resolutions {self.resolutions}")
-        attention_channels = [self.channels[self.resolutions.index(r)] for r in self.attention_resolutions]
-        for c in attention_channels + ([self.channels[-1]] if self.mid_attention else []):
-            if c % self.num_heads != 0:
-                raise ValueError(f"{c} channels (at a level with attention) cannot be split into "
-                                 f"num_heads={self.num_heads} heads")
-        for r in self.cross_attention_resolutions:
-            if r not in self.resolutions:
-                raise ValueError(f"cross-attention resolution {r} is never reached: this network works at "
-                                 f"resolutions {self.resolutions}")
-        if (self.context_dim is None) != (not self.cross_attention_resolutions):
-            raise ValueError("context_dim and cross_attention_resolutions go together: a text model needs both "
-                             f"(got context_dim={self.context_dim}, "
-                             f"cross_attention_resolutions={self.cross_attention_resolutions})")
-        if self.context_dim is not None and (isinstance(self.context_dim, bool)
-                                             or not isinstance(self.context_dim, int) or self.context_dim < 1):
-            raise ValueError(f"context_dim must be None or a positive int, got {self.context_dim!r}")
-        cross_channels = [self.channels[self.resolutions.index(r)] for r in self.cross_attention_resolutions]
-        for c in cross_channels:
-            if c % self.num_heads != 0:
-                raise ValueError(f"{c} channels (at a level with cross-attention) cannot be split into "
-                                 f"num_heads={self.num_heads} heads")
-        if not isinstance(self.mid_attention, bool):
-            raise ValueError(f"mid_attention must be True or False, got {self.mid_attention!r}")
-        if not isinstance(self.dropout, int | float) or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.num_classes is not None and (isinstance(self.num_classes, bool)
-                                             or not isinstance(self.num_classes, int) or self.num_classes < 1):
-            raise ValueError(f"num_classes must be None (unconditional) or a positive int, got {self.num_classes!r}")
+from diffusion_lab.models.unet_config import UNetConfig
+from diffusion_lab.tensors import check_model_input
 
 
 class Level(nn.Module):
@@ -210,7 +76,7 @@ class MidBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """eps_theta(x_t, t[, class_labels]): predicts the noise in x_t (B, C_in, H, W) at steps t (B,)."""
+    """eps_theta(x_t, t[, cond]): predicts the noise in x_t (B, C_in, H, W) at steps t (B,), cond the class (B,)."""
 
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
@@ -252,22 +118,21 @@ class UNet(nn.Module):
         self.norm_out = nn.GroupNorm(c.num_groups, ch[0])
         self.conv_out = zero_init(nn.Conv2d(ch[0], c.out_channels, kernel_size=3, padding=1))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None, *,
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None, *,
                 context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, C_in, H, W) float, t (B,) timesteps, class_labels (B,) int64 or None -> eps_pred (B, C_out, H, W).
+        """x (B, C_in, H, W) float, t (B,) timesteps, cond (B,) int64 class indices or None -> eps_pred (B, C_out, H, W).
 
-        On a class-conditional model, ``class_labels=None`` means "no label": every sample gets the
-        null class ``num_classes`` (the unconditional branch of classifier-free guidance).
+        On a class-conditional model, ``cond=None`` means "no label": every sample gets the null class
+        ``num_classes`` (``null_condition``, the unconditional branch of classifier-free guidance).
         A text model (``context_dim`` set) needs ``context`` (B, L, context_dim), one vector per token
         from a text encoder, and takes ``context_mask`` (B, L) bool, False at padding.
         """
-        self._check_inputs(x, t, class_labels)
+        self._check_inputs(x, t, cond)
         self._check_context(x, context, context_mask)
         emb = self.time_embed(t)  # (B, E)
         if self.class_embed is not None:
-            if class_labels is None:
-                class_labels = torch.full_like(t, self.config.num_classes, dtype=torch.long)  # (B,) null class
-            emb = emb + self.class_embed(class_labels)  # (B, E)
+            cond = self.null_condition(x.shape[0]) if cond is None else cond  # (B,)
+            emb = emb + self.class_embed(cond)  # (B, E)
 
         h = self.conv_in(x)  # (B, ch[0], H, W)
         skips = []
@@ -305,45 +170,34 @@ class UNet(nn.Module):
             raise ValueError(f"context_mask must be a bool tensor of shape {tuple(context.shape[:2])} "
                              f"(True = real token), got {got}")
 
-    def _check_inputs(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None) -> None:
-        c = self.config
-        if not isinstance(x, torch.Tensor) or x.ndim != 4:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x must be a (B, C, H, W) tensor, got {got}")
-        B, C, H, W = x.shape
-        if C != c.in_channels:
-            raise ValueError(f"x has {C} channels but the model expects in_channels={c.in_channels}")
-        factor = 2 ** (len(c.channel_mults) - 1)
-        if H % factor or W % factor:
-            raise ValueError(f"H and W must be divisible by {factor} (the network halves them "
-                             f"{len(c.channel_mults) - 1} times), got {H}x{W}")
-        weight = self.conv_in.weight
-        if not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}; use x.float()")
-        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
-            raise TypeError(f"x has dtype {x.dtype} but the model's parameters are {weight.dtype}; "
-                            f"convert one of them, e.g. x.to({weight.dtype}) or model.to({x.dtype})")
-        if x.device != weight.device:
-            raise ValueError(f"x is on {x.device} but the model is on {weight.device}; use x.to(device)")
-        if not isinstance(t, torch.Tensor) or t.shape != (B,):
-            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"t must be a tensor of shape (B,) = ({B},), one step per image, got {got}; "
-                             "for one step for all, use torch.full((B,), t)")
-        if t.dtype == torch.bool or t.is_complex():
-            raise TypeError(f"t must hold integer (or real) timesteps, got dtype {t.dtype}")
-        if class_labels is None:
-            return
+    def null_condition(self, batch_size: int) -> torch.Tensor:
+        """The null class ∅ for ``batch_size`` samples, (batch_size,) int64: row ``num_classes`` of the table."""
         if self.class_embed is None:
-            raise ValueError("class_labels given to an unconditional model; "
+            raise ValueError("this U-Net is unconditional: it has no null condition; build it with "
+                             "UNetConfig(num_classes=...) to condition on classes")
+        return torch.full((batch_size,), self.config.num_classes, dtype=torch.long, device=self.conv_in.weight.device)
+
+    def _check_inputs(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> None:
+        c = self.config
+        check_model_input(x, t, self.conv_in.weight, (c.in_channels, -1, -1))
+        factor = 2 ** (len(c.channel_mults) - 1)
+        if x.shape[2] % factor or x.shape[3] % factor:
+            raise ValueError(f"H and W must be divisible by {factor} (the network halves them "
+                             f"{len(c.channel_mults) - 1} times), got {x.shape[2]}x{x.shape[3]}")
+        if cond is None:
+            return
+        B = x.shape[0]
+        if self.class_embed is None:
+            raise ValueError("cond (class labels) given to an unconditional model; "
                              "build it with UNetConfig(num_classes=...) to condition on classes")
-        if not isinstance(class_labels, torch.Tensor) or class_labels.shape != (B,):
-            got = tuple(class_labels.shape) if isinstance(class_labels, torch.Tensor) else type(class_labels).__name__
-            raise ValueError(f"class_labels must be a tensor of shape (B,) = ({B},), got {got}")
-        if class_labels.dtype not in (torch.int64, torch.int32):
-            raise TypeError(f"class_labels must be integer class indices (int64), got dtype {class_labels.dtype}")
-        if class_labels.numel() and (class_labels.min() < 0 or class_labels.max() > c.num_classes):
-            raise ValueError(f"class_labels must be in [0, {c.num_classes}] ({c.num_classes} is the null class), "
-                             f"got values in [{int(class_labels.min())}, {int(class_labels.max())}]")
+        if not isinstance(cond, torch.Tensor) or cond.shape != (B,):
+            got = tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__
+            raise ValueError(f"cond must be a tensor of class indices of shape (B,) = ({B},), got {got}")
+        if cond.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"cond must be integer class indices (int64), got dtype {cond.dtype}")
+        if cond.numel() and (cond.min() < 0 or cond.max() > c.num_classes):
+            raise ValueError(f"cond must be in [0, {c.num_classes}] ({c.num_classes} is the null class), "
+                             f"got values in [{int(cond.min())}, {int(cond.max())}]")
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
@@ -351,7 +205,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def shape_trace(model: UNet, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None,
+def shape_trace(model: UNet, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None,
                 **context: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
     """Run ``model`` once and list (block name, output shape) for every block, in the order they run.
 
@@ -371,7 +225,7 @@ def shape_trace(model: UNet, x: torch.Tensor, t: torch.Tensor, class_labels: tor
     ]
     try:
         with torch.no_grad():
-            model(x, t, class_labels, **context)  # context=..., context_mask=... for a text model
+            model(x, t, cond, **context)  # context=..., context_mask=... for a text model
     finally:
         for handle in handles:
             handle.remove()

@@ -236,7 +236,7 @@ def test_widget_smoke_notebook(lab_server, lab_root, page, artifacts_dir):
     nb.cells = [
         nbformat.v4.new_code_cell("import torch\n"
                                   "from diffusion_lab.schedules import NoiseSchedule\n"
-                                  "from diffusion_lab.widgets import timestep_explorer"),
+                                  "from diffusion_lab.notebook.widgets import timestep_explorer"),
         nbformat.v4.new_code_cell("timestep_explorer(torch.rand(3, 64, 64) * 2 - 1, NoiseSchedule.from_name('cosine'))"),
     ]
     nbformat.write(nb, lab_root / SMOKE_NOTEBOOK)

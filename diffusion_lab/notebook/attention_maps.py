@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from diffusion_lab.viz import to_display
+from diffusion_lab.notebook.figures import to_display
 
 
 def _block_map(name: str, calls: Sequence[torch.Tensor], steps: slice | Sequence[int] | None) -> torch.Tensor:

@@ -1,7 +1,12 @@
-"""Named training recipes: what `python -m diffusion_lab train --preset NAME` trains (chapters 04-05).
+"""Named training recipes: what `python -m diffusion_lab train --preset NAME` trains (chapters 04-07).
 
-Each preset fixes the model, the data, the noise schedule and the training settings, so that a
-shipped checkpoint can be remade by anyone with one command. ``tiny`` exists for tests and quick mode.
+Each preset fixes the model, the data, the noise schedule, the objective and the training settings,
+so that a shipped checkpoint can be remade by anyone with one command. ``tiny`` exists for tests.
+
+The judges train with AdamW under the one-cycle schedule and no EMA or gradient clipping, the
+denoisers with a warm-up, EMA and clipping: these are the recipes the shipped checkpoints were made
+with, and ``fit`` reproduces them exactly. The noise-aware classifier keeps a weight decay of 0.01
+(the other judges use none) for the same reason: its shipped weights were trained so.
 """
 
 from __future__ import annotations
@@ -12,7 +17,15 @@ from typing import Any
 
 import torch
 
-from diffusion_lab.training import TrainConfig
+from diffusion_lab.schedules import NoiseSchedule
+from diffusion_lab.training import (
+    AttributeObjective,
+    ClassifierObjective,
+    DiffusionObjective,
+    NoisyClassifierObjective,
+    Objective,
+    TrainConfig,
+)
 
 
 @dataclass(frozen=True)
@@ -36,12 +49,17 @@ class Preset:
 
 
 def _presets() -> dict[str, Preset]:
-    from diffusion_lab.models.attribute_scorer import AttributeScorerConfig
-    from diffusion_lab.models.classifier import ClassifierConfig
+    from diffusion_lab.data.shapes import caption_vocabulary
+    from diffusion_lab.judges.attribute_scorer import AttributeScorerConfig
+    from diffusion_lab.judges.mnist_classifier import ClassifierConfig
     from diffusion_lab.models.mlp import MLPConfig
     from diffusion_lab.models.noisy_classifier import NoisyClassifierConfig
     from diffusion_lab.models.text_unet import TextUNetConfig
     from diffusion_lab.models.unet import UNetConfig
+
+    def judge(steps: int, lr: float, weight_decay: float = 0.0) -> TrainConfig:
+        return TrainConfig(steps=steps, batch_size=128, lr=lr, lr_schedule="one_cycle", weight_decay=weight_decay,
+                           ema_decay=0.0, grad_clip=None)
 
     return {p.name: p for p in [
         Preset("toy2d", "mlp", MLPConfig(), TrainConfig(steps=3000, batch_size=512, lr=1e-3, warmup_steps=100,
@@ -56,19 +74,17 @@ def _presets() -> dict[str, Preset]:
                            checkpoint_every=250, bf16=True),
                data="mnist", conditional=True,
                description="class-conditional MNIST, 10 % of labels dropped to the null class (for CFG)"),
-        Preset("mnist_classifier", "classifier", ClassifierConfig(),
-               TrainConfig(steps=1500, batch_size=128, lr=2e-3), data="mnist",
-               description="the MNIST judge used by metrics.py"),
-        Preset("mnist_noisy_classifier", "noisy_classifier", NoisyClassifierConfig(),
-               TrainConfig(steps=2000, batch_size=128, lr=1e-3), data="mnist",
-               description="p(y | x_t, t) on noised MNIST, for classifier guidance (chapter 07)"),
-        Preset("shapes_text", "text_unet", TextUNetConfig.shapes(),
+        Preset("mnist_classifier", "classifier", ClassifierConfig(), judge(1500, 2e-3), data="mnist",
+               description="the MNIST judge used by judges/metrics.py"),
+        Preset("mnist_noisy_classifier", "noisy_classifier", NoisyClassifierConfig(), judge(2000, 1e-3, 0.01),
+               data="mnist", description="p(y | x_t, t) on noised MNIST, for classifier guidance (chapter 07)"),
+        Preset("shapes_text", "text_unet", TextUNetConfig.shapes(caption_vocabulary()),
                TrainConfig(steps=SHAPES_TEXT_STEPS, batch_size=64, lr=5e-4, cond_drop_prob=0.1, checkpoint_every=250,
                            bf16=True),
                data="shapes", conditional=True,
                description="text-to-image on 32x32 shapes; 10 % of captions dropped to the empty prompt (chapter 06)"),
-        Preset("shapes_scorer", "attribute_scorer", AttributeScorerConfig(),
-               TrainConfig(steps=SHAPES_SCORER_STEPS, batch_size=128, lr=2e-3), data="shapes_all",
+        Preset("shapes_scorer", "attribute_scorer", AttributeScorerConfig(), judge(SHAPES_SCORER_STEPS, 2e-3),
+               data="shapes_all",
                description="reads shape, colour, size and position back from a picture (chapters 06-07)"),
         Preset("tiny", "unet", UNetConfig.tiny(), TrainConfig(steps=20, batch_size=16, checkpoint_every=10,
                                                               log_every=5), data="mnist",
@@ -111,3 +127,25 @@ def load_training_data(preset: Preset) -> tuple[torch.Tensor, torch.Tensor | Non
         images, labels = mnist_tensors("train")
         return images, labels if preset.conditional or preset.kind in ("classifier", "noisy_classifier") else None
     return make_toy(preset.data, 50_000, seed=0), None
+
+
+def noise_schedule(preset: Preset) -> NoiseSchedule | None:
+    """The noise schedule a preset's model works with; None for the noise-free judges."""
+    return None if preset.kind in ("classifier", "attribute_scorer") else NoiseSchedule.from_name(preset.schedule,
+                                                                                                  preset.T)
+
+
+def build_objective(preset: Preset, model: torch.nn.Module) -> Objective:
+    """What ``fit`` trains the preset's model towards, on the preset's data."""
+    from diffusion_lab.judges.attribute_scorer import ATTRIBUTE_SIZES
+
+    data, labels = load_training_data(preset)
+    schedule = noise_schedule(preset)
+    if preset.kind == "classifier":
+        return ClassifierObjective(data, labels, num_classes=preset.model_config.num_classes)
+    if preset.kind == "noisy_classifier":
+        return NoisyClassifierObjective(data, labels, preset.model_config.num_classes, schedule)
+    if preset.kind == "attribute_scorer":
+        return AttributeObjective(data, labels, ATTRIBUTE_SIZES)
+    null = model.null_condition(1)[0] if preset.conditional else None  # () the null class, (L,) the empty prompt
+    return DiffusionObjective(schedule, data, labels, null)

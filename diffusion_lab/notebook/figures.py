@@ -1,5 +1,5 @@
-"""Pictures the chapters draw: image grids, noising strips, schedule curves, animations (chapters 01-02),
-the guidance trade-off between fidelity and diversity (chapter 07).
+"""Pictures the chapters draw: image grids, noising strips, schedule curves (chapters 01-02), the
+guidance trade-off between fidelity and diversity (chapter 07). Animations are in ``animation.py``.
 
 Images are tensors in [-1, 1], shaped (C, H, W) or batched (B, C, H, W), as everywhere in the course.
 Every function returns the matplotlib Figure it drew, so a notebook can show it or save it.
@@ -7,10 +7,9 @@ Every function returns the matplotlib Figure it drew, so a notebook can show it 
 
 from __future__ import annotations
 
-import base64
 import io
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -229,63 +228,3 @@ def figure_to_image(fig: Figure) -> Image.Image:
     plt.close(fig)
     buf.seek(0)
     return Image.open(buf).convert("RGB")
-
-
-class Animation:
-    """Frames that play as a looping GIF in a live notebook and show as a static filmstrip elsewhere.
-
-    Build one with ``animate(draw, n_frames)``. ``.save("x.gif")`` writes the GIF; ``.filmstrip()``
-    returns the static picture that GitHub, a PDF or a saved notebook shows.
-    """
-
-    def __init__(self, frames: Sequence[Image.Image], fps: float = 8, strip_frames: int = 6):
-        if not frames:
-            raise ValueError("an animation needs at least one frame")
-        self.frames = list(frames)
-        self.fps = fps
-        self.strip_frames = strip_frames
-
-    def gif_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        first, *rest = [f.convert("P", palette=Image.ADAPTIVE, colors=64) for f in self.frames]
-        first.save(buf, format="GIF", save_all=True, append_images=rest,
-                   duration=int(1000 / self.fps), loop=0, optimize=True)
-        return buf.getvalue()
-
-    def filmstrip(self) -> Image.Image:
-        n = min(self.strip_frames, len(self.frames))
-        picks = np.linspace(0, len(self.frames) - 1, n).round().astype(int)
-        w, h = self.frames[0].size
-        strip = Image.new("RGB", (w * n, h), "white")
-        for k, i in enumerate(picks):
-            strip.paste(self.frames[i], (k * w, 0))
-        return strip
-
-    def save(self, path: str) -> None:
-        with open(path, "wb") as f:
-            f.write(self.gif_bytes())
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        buf = io.BytesIO()
-        self.filmstrip().save(buf, format="PNG")
-        gif = base64.b64encode(self.gif_bytes()).decode("ascii")
-        data = {
-            "text/plain": f"<Animation: {len(self.frames)} frames; run the notebook to play it>",
-            "image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
-            "text/html": f'<img src="data:image/gif;base64,{gif}" alt="animation"/>',
-        }
-        return data, {LIVE_ONLY: ["text/html"]}
-
-
-def animate(draw: Callable[[Axes, int], None], n_frames: int, *, figsize: tuple[float, float] = (3, 3),
-            fps: float = 8) -> Animation:
-    """Draw ``n_frames`` frames with ``draw(ax, i)`` and collect them into an ``Animation``."""
-    if n_frames < 1:
-        raise ValueError(f"n_frames must be at least 1, got {n_frames}")
-    frames = []
-    for i in range(n_frames):
-        fig, ax = plt.subplots(figsize=figsize)
-        draw(ax, i)
-        fig.tight_layout()
-        frames.append(figure_to_image(fig))
-    return Animation(frames, fps=fps)

@@ -8,7 +8,7 @@
   Lower is better; real digits against other real digits score close to 0.
 
 For text-to-image samples of the shapes data set (chapters 06-08, 10), scored with the
-``AttributeScorer`` (``models/attribute_scorer.py``):
+``AttributeScorer`` (``judges/attribute_scorer.py``):
 
 - ``attribute_accuracy``: per attribute (shape, colour, size, position), the share of samples that show
   the one their caption asked for, and under "all" the share that got all four right.
@@ -25,13 +25,17 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from diffusion_lab.tensors import eval_mode
+
 
 @torch.no_grad()
 def _batched(classifier: nn.Module, fn, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Apply ``fn`` (a method of ``classifier``) in batches on the classifier's device; results on the CPU."""
-    classifier.eval()
+    """Apply ``fn`` (a method of ``classifier``) in batches, in eval mode (restored afterwards), on the
+    classifier's device; results on the CPU."""
     device = next(classifier.parameters()).device
-    return torch.cat([fn(images[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)])
+    with eval_mode(classifier):
+        return torch.cat([fn(images[i:i + batch_size].to(device)).float().cpu()
+                          for i in range(0, len(images), batch_size)])
 
 
 def class_probabilities(classifier: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -92,9 +96,9 @@ def attribute_accuracy(scorer: nn.Module, images: torch.Tensor, wanted: torch.Te
     int64, columns (shape, colour, size, position) as in ``ShapesDataset.attribute_indices``.
     Returns {"shape": ..., "colour": ..., "size": ..., "position": ..., "all": ...}, each in [0, 1];
     "all" is the share of samples with all four attributes right. Runs in batches on the scorer's
-    device, without gradients.
+    device, without gradients, in eval mode (the scorer's mode is restored afterwards).
     """
-    from diffusion_lab.models.attribute_scorer import ATTRIBUTE_NAMES
+    from diffusion_lab.judges.attribute_scorer import ATTRIBUTE_NAMES
 
     if not isinstance(images, torch.Tensor) or not isinstance(wanted, torch.Tensor):
         raise TypeError("images and wanted must be tensors; take wanted from a ShapesDataset's attribute_indices "
@@ -107,10 +111,9 @@ def attribute_accuracy(scorer: nn.Module, images: torch.Tensor, wanted: torch.Te
     if len(images) == 0:
         raise ValueError("need at least one image to score")
 
-    scorer.eval()
     device = next(iter(scorer.parameters()), torch.empty(0)).device  # the CPU for a module without parameters
     predicted = []
-    with torch.no_grad():
+    with torch.no_grad(), eval_mode(scorer):
         for start in range(0, len(images), batch_size):
             logits = scorer(images[start:start + batch_size].to(device))  # name -> (B, n_name)
             predicted.append(torch.stack([logits[name].argmax(dim=1) for name in ATTRIBUTE_NAMES], dim=1).cpu())

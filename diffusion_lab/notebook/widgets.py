@@ -17,8 +17,7 @@ import matplotlib.pyplot as plt
 import torch
 from PIL import Image
 
-from diffusion_lab.schedules import NoiseSchedule
-from diffusion_lab.viz import (
+from diffusion_lab.notebook.figures import (
     LIVE_ONLY,
     figure_to_image,
     make_grid,
@@ -27,6 +26,7 @@ from diffusion_lab.viz import (
     png_bytes,
     to_display,
 )
+from diffusion_lab.schedules import NoiseSchedule
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 

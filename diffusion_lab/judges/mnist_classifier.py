@@ -1,6 +1,7 @@
 """A small MNIST classifier: the judge that scores generated digits (chapters 05 and 07).
 
-Two conv blocks and a linear head. ``features`` returns the 128-dimensional activations before the
+Two conv blocks and a linear head, trained by ``fit`` with ``training.ClassifierObjective`` (preset
+``mnist_classifier``). ``features`` returns the 128-dimensional activations before the
 head: ``metrics.py`` computes its FID on them, the way the usual FID uses Inception's features.
 """
 
@@ -59,33 +60,3 @@ class MNISTClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))  # (B, num_classes)
-
-
-def train_classifier(model: MNISTClassifier, images: torch.Tensor, labels: torch.Tensor, *, steps: int = 1500,
-                     batch_size: int = 128, lr: float = 2e-3, seed: int = 0, progress: bool = True) -> list[float]:
-    """Train the judge with Adam on images (N, 1, 28, 28) in [-1, 1] and labels (N,); return the loss per step.
-
-    Light augmentation (a random shift of up to 2 pixels) makes it robust to the small misplacements
-    of generated digits.
-    """
-    from tqdm.auto import tqdm
-
-    if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    losses = []
-    model.train()
-    for _ in tqdm(range(steps), disable=not progress, desc="training the classifier"):
-        idx = torch.randint(len(images), (batch_size,), generator=gen)
-        dx, dy = torch.randint(-2, 3, (2,), generator=gen).tolist()
-        x = torch.roll(images[idx], shifts=(dy, dx), dims=(2, 3))  # (B, 1, 28, 28), shifted
-        loss = nn.functional.cross_entropy(model(x), labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    model.eval()
-    return losses

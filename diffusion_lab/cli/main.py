@@ -1,0 +1,112 @@
+"""The course's command line (chapter 00 introduces it; chapters 04-05 train and sample with it).
+
+    python -m diffusion_lab doctor                      is this machine ready?
+    python -m diffusion_lab student --out DIR           chapters with the solutions blanked
+    python -m diffusion_lab train --preset NAME [--steps N] [--out DIR] [--resume] [--publish]
+    python -m diffusion_lab sample NAME --num N --sampler ddpm|ddim --steps K [--class C] --seed S --out FILE.npz
+        [--prompt TEXT] [--negative-prompt TEXT] [--guidance-scale W] [--classifier-scale S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from diffusion_lab.cli.doctor import report, run_checks
+
+    findings = run_checks()
+    print(report(findings))
+    return 0 if all(f.ok for f in findings) else 1
+
+
+def _student(args: argparse.Namespace) -> int:
+    from diffusion_lab.cli.student import SolutionMarkerError, make_student_copy
+
+    notebooks = [Path(p) for p in args.notebooks] or sorted(Path("chapters").glob("[0-9][0-9]_*.ipynb"))
+    if not notebooks:
+        print("no chapters found: run this from the course folder or name the notebooks", file=sys.stderr)
+        return 2
+    for nb in notebooks:
+        try:
+            dest, n = make_student_copy(nb, args.out)
+        except (FileNotFoundError, SolutionMarkerError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"{dest}: {n} solution(s) blanked")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from diffusion_lab.cli.commands import train_command
+
+    train_command(args.preset, steps=args.steps, out=args.out, resume=args.resume, publish=args.publish)
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from diffusion_lab.cli.commands import sample_command
+
+    path = sample_command(args.name, num=args.num, sampler=args.sampler, steps=args.steps,
+                          class_label=args.class_label, seed=args.seed, out=args.out, eta=args.eta,
+                          prompt=args.prompt, negative_prompt=args.negative_prompt,
+                          guidance_scale=args.guidance_scale, classifier_scale=args.classifier_scale,
+                          checkpoints_root=args.checkpoint_dir)
+    print(f"wrote {args.num} samples to {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m diffusion_lab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("doctor", help="check that this machine is ready for the course")
+    p.set_defaults(func=_doctor)
+    p = sub.add_parser("student", help="write copies of the chapters with the exercise solutions blanked")
+    p.add_argument("notebooks", nargs="*", help="chapters to copy (default: chapters/NN_*.ipynb)")
+    p.add_argument("--out", default="student", help="folder for the copies (default: ./student)")
+    p.set_defaults(func=_student)
+
+    from diffusion_lab.cli.presets import preset_names
+
+    p = sub.add_parser("train", help="train a preset (also under torchrun for several processes)")
+    p.add_argument("--preset", required=True, choices=preset_names())
+    p.add_argument("--steps", type=int, help="override the preset's number of training steps")
+    p.add_argument("--out", help="folder for resumable training checkpoints (default: runs/PRESET)")
+    p.add_argument("--resume", action="store_true", help="continue from --out's checkpoint if there is one")
+    p.add_argument("--publish", action="store_true", help="write the final weights to data/checkpoints")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("sample", help="generate samples from a named checkpoint into an .npz file")
+    p.add_argument("name", help="checkpoint name, e.g. mnist")
+    p.add_argument("--num", type=int, required=True)
+    p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM's eta (0 = deterministic)")
+    p.add_argument("--class", dest="class_label", type=int,
+                   help="digit to generate: mnist_cond, or mnist with --classifier-scale")
+    p.add_argument("--prompt", help="what to draw (text models), e.g. 'a small red circle in the top left'")
+    p.add_argument("--negative-prompt", help="what to steer away from (text models, with --guidance-scale > 1)")
+    p.add_argument("--guidance-scale", type=float, default=1.0,
+                   help="classifier-free guidance w: 1 = none, 0 = ignore the condition, 3 = stronger (default 1)")
+    p.add_argument("--classifier-scale", type=float, default=0.0,
+                   help="classifier guidance s for the unconditional MNIST model with --class (default 0)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output .npz (array `images`, uint8, N x H x W x C)")
+    p.add_argument("--checkpoint-dir", help="read checkpoints from here instead of data/checkpoints")
+    p.set_defaults(func=_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError) as err:  # bad input: one clear line, not a stack trace
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

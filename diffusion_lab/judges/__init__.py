@@ -1,0 +1,7 @@
+"""What scores samples (chapters 05-07): judges trained here, and the metrics computed with them.
+
+    mnist_classifier.py   the clean MNIST classifier, whose features also give FID
+    attribute_scorer.py   reads shape, colour, size and position back from a shapes picture
+    noisy_accuracy.py     how a classifier's accuracy falls with the noise level t
+    metrics.py            recognised share, class accuracy, FID, attribute accuracy, diversity
+"""

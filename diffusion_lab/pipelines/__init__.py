@@ -1,0 +1,15 @@
+"""Pipelines (chapters 05-11): from a checkpoint name to samples, one pipeline class per kind of system.
+
+    base.py               DiffusionPipeline: shape, data range, conditions, scheduler, the loop
+    unconditional.py      2-D points; images, optionally with classifier guidance
+    class_conditional.py  class labels with classifier-free guidance
+    text_conditional.py   prompts with classifier-free guidance and negative prompts
+    registry.py           model kind -> pipeline; load_pipeline(name)
+    generate.py           generate(name, num, ...): the one-call API the CLI uses
+"""
+
+from diffusion_lab.pipelines.base import DiffusionPipeline
+from diffusion_lab.pipelines.generate import generate
+from diffusion_lab.pipelines.registry import PIPELINES, load_pipeline
+
+__all__ = ["PIPELINES", "DiffusionPipeline", "generate", "load_pipeline"]

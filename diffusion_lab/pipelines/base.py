@@ -1,0 +1,126 @@
+"""A pipeline: a trained denoiser with everything needed to sample from it (chapters 05-07).
+
+A checkpoint's weights are not enough to draw with: one must also know the shape of a sample, the
+range of the data (where a guess of x_0 is clipped), and which conditions the model reads. A pipeline
+holds those, turns the conditions a user gives (a digit, a prompt, guidance scales) into a model
+callable ``model(xt, t) -> eps_pred``, and runs the chapter-05 loop over it. diffusers does the same
+with one ``DiffusionPipeline`` class per system; ``registry.py`` finds the one for a checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from diffusion_lab.guidance import check_scale
+from diffusion_lab.pretrained import Pretrained
+from diffusion_lab.sampling import Callback, DDIMScheduler, DDPMScheduler, Model, sample
+
+# Conditions a caller may give, with the value that means "not given".
+DEFAULTS: dict[str, Any] = {"class_label": None, "prompt": None, "negative_prompt": None,
+                            "guidance_scale": 1.0, "classifier_scale": 0.0,
+                            "classifier": "mnist_noisy_classifier"}
+
+
+def not_accepted(name: str, condition: str) -> ValueError:
+    """The error for a condition that checkpoint ``name``'s pipeline does not read."""
+    return ValueError({
+        "prompt": f"{name} does not read text; prompts need a text model such as shapes_text",
+        "negative_prompt": f"{name} does not read text; prompts need a text model such as shapes_text",
+        "class_label": f"{name} does not take a class; --class is for the MNIST models",
+        "guidance_scale": "guidance_scale (classifier-free guidance) needs a class-conditional model and a class: "
+                          "for example mnist_cond with class_label=7. For the unconditional model use "
+                          "classifier_scale",
+        "classifier": f"{name} is not steered by a classifier; classifier guidance is for 'mnist'",
+        "classifier_scale": "classifier guidance steers the unconditional MNIST model: use it with 'mnist' "
+                            "(conditional models use guidance_scale, classifier-free guidance)",
+    }[condition])
+
+
+class DiffusionPipeline:
+    """Sample from ``pre``, a loaded diffusion checkpoint. Subclasses say what they accept and how they guide.
+
+    accepts: the conditions of ``DEFAULTS`` this pipeline reads. clip_range: the data lie in
+    [-clip_range, clip_range], where samplers clip their guess of x_0.
+    """
+
+    accepts: frozenset[str] = frozenset()
+    clip_range: float = 1.0
+
+    def __init__(self, pre: Pretrained, root: str | Path | None = None) -> None:
+        """pre: the loaded checkpoint; root: the folder its companions (a guiding classifier) are read from."""
+        if pre.schedule is None:
+            raise ValueError(f"{pre.name} is a {pre.info['kind']}, not a diffusion model: nothing to sample")
+        self.pre, self.name, self.model, self.schedule, self.root = pre, pre.name, pre.model, pre.schedule, root
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample, e.g. (1, 28, 28)."""
+        c = self.model.config
+        return (c.in_channels, c.image_size, c.image_size)
+
+    def guided_model(self, num: int, **conditions: Any) -> Model:
+        """``model(xt, t) -> eps_pred`` with the conditions and guidance applied (only accepted ones are given)."""
+        return self.model
+
+    def check_conditions(self, conditions: dict[str, Any]) -> dict[str, Any]:
+        """The conditions that differ from ``DEFAULTS``, after checking the scales and that each is accepted."""
+        unknown = set(conditions) - set(DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown condition(s) {sorted(unknown)}; a pipeline takes {sorted(DEFAULTS)}")
+        check_scale(conditions.get("guidance_scale", 1.0))
+        check_scale(conditions.get("classifier_scale", 0.0), "classifier_scale")
+        given = {k: v for k, v in conditions.items() if v is not None and not _is_default(k, v)}
+        for condition in DEFAULTS:  # in a fixed order, so the first problem is always the same one
+            if condition in given and condition not in self.accepts:
+                raise not_accepted(self.name, condition)
+        return given
+
+    def make_scheduler(self, sampler: str = "ddim", steps: int = 50, eta: float = 0.0) -> DDPMScheduler | DDIMScheduler:
+        """DDPM or DDIM over ``steps`` steps, the guess of x_0 clipped to the data's range; DDIM re-derives the
+        noise from the clipped guess (``use_clipped_model_output``), which guided sampling needs."""
+        if sampler not in ("ddpm", "ddim"):
+            raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
+        scheduler = (DDPMScheduler(self.schedule, clip_sample_range=self.clip_range) if sampler == "ddpm"
+                     else DDIMScheduler(self.schedule, eta=eta, clip_sample_range=self.clip_range))
+        scheduler.set_timesteps(steps)
+        return scheduler
+
+    def __call__(self, num: int, *, sampler: str = "ddim", steps: int = 50, eta: float = 0.0, seed: int = 0,
+                 callback: Callback | None = None, **conditions: Any) -> torch.Tensor:
+        """``num`` samples (num, *sample_shape()) in the data's range; the same seed gives the same samples."""
+        if isinstance(num, bool) or not isinstance(num, int) or num <= 0:
+            raise ValueError(f"num must be a positive int, got {num!r}")
+        model = self.guided_model(num, **self.check_conditions(conditions))
+        scheduler = self.make_scheduler(sampler, steps, eta)
+        return sample(model, scheduler, (num, *self.sample_shape()), generator=torch.Generator().manual_seed(seed),
+                      device=self.device, callback=callback)
+
+
+def _is_default(name: str, value: Any) -> bool:
+    return isinstance(value, type(DEFAULTS[name])) and value == DEFAULTS[name]
+
+
+def one_per_sample(values: str | Sequence[str], num: int, name: str) -> list[str]:
+    """A prompt for all ``num`` samples or one per sample, as a list of 1 or ``num`` strings."""
+    items = [values] if isinstance(values, str) else list(values) if isinstance(values, Sequence) else None
+    if items is None or not items:
+        raise TypeError(f"{name} must be a str or a list of str, got {values!r}")
+    if len(items) not in (1, num):
+        raise ValueError(f"give one {name} for all {num} samples or one per sample, got {len(items)}")
+    return items
+
+
+def load_judge(classifier: str | nn.Module, root: str | Path | None, device: torch.device) -> nn.Module:
+    """A guiding classifier given as a module, or by its checkpoint name."""
+    from diffusion_lab.pretrained import load_pretrained
+
+    return classifier if isinstance(classifier, nn.Module) else load_pretrained(classifier, root=root,
+                                                                                device=device).model

@@ -1,0 +1,34 @@
+"""Training (chapter 04): one loop, ``fit``, and one objective per kind of model.
+
+    config.py          TrainConfig and the learning-rate schedules it names
+    objective.py       the Objective interface: draw a batch, score the model on it
+    diffusion.py       DDPM's noise-prediction loss, condition dropout, loss by timestep
+    classification.py  the judges' cross-entropy objectives, with their augmentation
+    loop.py            fit: AdamW, schedule, clipping, NaN stop, EMA, progress, checkpoints, DDP
+    ema.py, history.py, checkpoint.py, distributed.py   its parts
+"""
+
+from diffusion_lab.training.checkpoint import TrainState
+from diffusion_lab.training.classification import (
+    AttributeObjective,
+    ClassifierObjective,
+    NoisyClassifierObjective,
+)
+from diffusion_lab.training.config import (
+    LR_SCHEDULES,
+    TrainConfig,
+    learning_rate,
+    one_cycle,
+    warmup_stable_decay,
+)
+from diffusion_lab.training.diffusion import DiffusionObjective, diffusion_loss, draw_batch, loss_by_timestep
+from diffusion_lab.training.ema import EMA
+from diffusion_lab.training.history import LossHistory
+from diffusion_lab.training.loop import TrainingDiverged, fit
+from diffusion_lab.training.objective import Objective
+
+__all__ = [
+    "EMA", "LR_SCHEDULES", "AttributeObjective", "ClassifierObjective", "DiffusionObjective", "LossHistory",
+    "NoisyClassifierObjective", "Objective", "TrainConfig", "TrainState", "TrainingDiverged", "diffusion_loss",
+    "draw_batch", "fit", "learning_rate", "loss_by_timestep", "one_cycle", "warmup_stable_decay",
+]
