@@ -1,4 +1,4 @@
-"""``python -m diffusion_lab ...``: the course's command line, in ``cli/main.py``."""
+"""``python -m diffusion_lab ...``: the course's command line (chapter 00 introduces it), in ``cli/main.py``."""
 
 import sys
 

@@ -1,4 +1,5 @@
-"""What every check shares: the failure type, calling the learner's function, comparing tensors."""
+"""What every exercise check shares (all chapters): the failure type, calling the learner's function,
+comparing tensors."""
 
 from __future__ import annotations
 
