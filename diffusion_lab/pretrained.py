@@ -26,6 +26,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from diffusion_lab.config import pick_device
+from diffusion_lab.data.files import chmod_to_umask
 from diffusion_lab.data.paths import data_dir
 from diffusion_lab.schedules import NoiseSchedule
 
@@ -88,6 +90,32 @@ def _config_from_json(config_cls: type, values: dict) -> Any:
         raise CheckpointError(f"the checkpoint's config is not a valid {config_cls.__name__}: {err}") from err
 
 
+def _remake(entry: dict) -> str:
+    return (f"restore it with `git checkout data/checkpoints` or remake it with: "
+            f"{entry.get('command', '(see the manifest)')}")
+
+
+def _manifest_entry(manifest: dict, name: str, folder: Path) -> dict:
+    """manifest[name], after checking it names both files and a SHA-256 for each."""
+    entry = manifest[name]
+    digests = entry.get("sha256") if isinstance(entry, dict) else None
+    if not isinstance(digests, dict) or not digests or not {entry.get("weights"), entry.get("config")} <= set(digests):
+        raise CheckpointError(f"{folder / 'manifest.json'}: the entry for {name!r} does not give the files and the "
+                              f"SHA-256 of each ('weights', 'config', 'sha256'), so they cannot be verified; "
+                              f"{_remake(entry if isinstance(entry, dict) else {})}")
+    return entry
+
+
+def _read_config(path: Path, entry: dict) -> dict:
+    try:
+        info = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err}); {_remake(entry)}") from err
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{path} should hold a JSON object, got {type(info).__name__}; {_remake(entry)}")
+    return info
+
+
 @dataclass(frozen=True)
 class Pretrained:
     """A loaded checkpoint: the model (in eval mode), its schedule (None for classifiers) and its metadata."""
@@ -111,6 +139,7 @@ def save_pretrained(name: str, model: nn.Module, config: Any, *, kind: str, sche
     weights, meta = folder / f"{name}.safetensors", folder / f"{name}.json"
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, str(weights))
+    chmod_to_umask(weights)  # safetensors writes 0600 whatever the umask; others sharing the folder must read it
     info = {"name": name, "kind": kind, "config": _config_to_json(config),
             "schedule": None if schedule is None else {"name": schedule.name, "T": schedule.T},
             "made_by": made_by}
@@ -132,7 +161,7 @@ def load_pretrained(name: str, *, root: str | Path | None = None,
     manifest = read_manifest(root)
     if name not in manifest:
         raise CheckpointError(f"no checkpoint called {name!r} in {folder}; available: {sorted(manifest) or 'none'}")
-    entry = manifest[name]
+    entry = _manifest_entry(manifest, name, folder)
     for filename, digest in entry["sha256"].items():
         path = folder / filename
         if not path.exists():
@@ -143,7 +172,7 @@ def load_pretrained(name: str, *, root: str | Path | None = None,
             raise CheckpointError(f"{path} is corrupted or was changed: its SHA-256 is {actual}, the manifest "
                                   f"says {digest}; restore it with `git checkout data/checkpoints` "
                                   f"or remake it with: {entry.get('command', '(see the manifest)')}")
-    info = json.loads((folder / entry["config"]).read_text())
+    info = _read_config(folder / entry["config"], entry)
     kinds = model_kinds()
     if info.get("kind") not in kinds:
         raise CheckpointError(f"{name}: unknown model kind {info.get('kind')!r}")
@@ -163,6 +192,7 @@ def load_pretrained(name: str, *, root: str | Path | None = None,
     if info.get("schedule"):
         schedule = NoiseSchedule.from_name(info["schedule"]["name"], info["schedule"]["T"])
     if device is not None:
+        device = pick_device(device)  # a device this machine lacks is a clear error, not torch's AssertionError
         model.to(device)
         schedule = schedule.to(device) if schedule is not None else None
     return Pretrained(name, model.eval(), schedule, info)

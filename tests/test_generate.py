@@ -109,10 +109,97 @@ def test_cli_prompt_flags(root, tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--prompt", "a gren circle"], "error: unknown word 'gren' in the prompt 'a gren circle'. Did you mean 'green'?"),
     (["--prompt", "a red circle", "--guidance-scale", "-2"], "error: guidance_scale must be >= 0"),
+    (["--prompt", "a red " + "x" * 10_000], "error: unknown word 'xxxxxxxxxx"),  # issue 21: cut, not echoed whole
 ])
 def test_cli_bad_prompt_is_one_error_line(root, tmp_path, capsys, args, message):
     code = main(["sample", "text", "--num", "2", "--out", str(tmp_path / "x.npz"), "--checkpoint-dir", str(root),
                  *args])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and err[0].startswith(message)
+    assert code == 2 and len(err) == 1 and err[0].startswith(message) and len(err[0]) < 600
     assert not list(tmp_path.iterdir())
+
+
+# --- issue 21: bad requests and broken models are one clear line; many samples go in batches --------------
+
+
+def one_line_error(error_type, fn, *args, **kwargs) -> str:
+    with pytest.raises(error_type) as info:
+        fn(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"sampler": "ddpm", "eta": 0.5}, "eta=0.5 is DDIM's setting: DDPM always adds its full noise. Drop eta"),
+    ({"seed": 2**70}, "seed must be a whole number from 0 to 2**63 - 1, got 1180591620717411303424"),
+    ({"seed": -1}, "seed must be a whole number from 0 to 2**63 - 1, got -1"),
+    ({"batch_size": 0}, "batch_size must be a positive int, got 0"),
+])
+def test_bad_sampling_settings_are_one_line(root, kwargs, message):
+    assert message in one_line_error(ValueError, run, root, "uncond", **kwargs)
+
+
+def test_ddpm_with_eta_zero_is_still_fine(root):
+    assert run(root, "uncond", sampler="ddpm", eta=0.0).shape == (2, 1, 28, 28)
+
+
+def test_long_prompt_is_cut_in_the_message(root):
+    message = one_line_error(ValueError, run, root, "text", prompt="a red " + "x" * 10_000)
+    assert "... (10002 characters)" in message and len(message) < 600
+    message = one_line_error(ValueError, run, root, "text", prompt=" ".join(["red"] * 5000))
+    assert "has 5000 words but this model reads at most" in message and len(message) < 400
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_missing_device_is_a_clear_error(root):
+    message = one_line_error(ValueError, run, root, "uncond", device="cuda")
+    assert "sees no CUDA GPU; use 'cpu'" in message
+
+
+def test_model_returning_nan_stops_with_the_step(root, tmp_path):
+    torch.manual_seed(0)
+    model = UNet(UNetConfig.tiny())
+    with torch.no_grad():
+        model.conv_out.bias.fill_(float("nan"))
+    save_pretrained("broken", model, model.config, kind="unet", schedule=NoiseSchedule.from_name("cosine", 1000),
+                    made_by={}, root=tmp_path)
+    message = one_line_error(ValueError, generate, "broken", 2, steps=4, checkpoints_root=tmp_path)
+    assert "the samples became NaN or infinite at step 0 of 4 (t=750)" in message
+    assert "remake or restore the checkpoint" in message
+    out = tmp_path / "x.npz"
+    assert main(["sample", "broken", "--num", "2", "--steps", "4", "--out", str(out),
+                 "--checkpoint-dir", str(tmp_path)]) == 2
+    assert not out.exists()
+
+
+def test_batches_keep_same_seed_same_samples(root):
+    a = run(root, "uncond", seed=3, batch_size=2, sampler="ddpm")  # num 2: one batch
+    five = generate("uncond", 5, steps=3, seed=3, batch_size=2, sampler="ddpm", checkpoints_root=root)
+    assert five.shape == (5, 1, 28, 28) and torch.isfinite(five).all()
+    torch.testing.assert_close(five, generate("uncond", 5, steps=3, seed=3, batch_size=2, sampler="ddpm",
+                                              checkpoints_root=root), rtol=0, atol=0)
+    assert torch.equal(five[:2], a)  # the first batch is what one batch of that size gives
+    assert torch.equal(run(root, "uncond", seed=3, sampler="ddpm"), a)  # num <= batch_size: as before batching
+    assert not torch.equal(five[2:4], five[:2])  # later batches continue the generator, not restart it
+
+
+def test_one_prompt_per_sample_is_split_across_batches(root):
+    prompts = ["a red circle", "a green cross", "a blue square"]
+    x = generate("text", 3, steps=2, prompt=prompts, guidance_scale=2.0, batch_size=2, checkpoints_root=root)
+    assert x.shape == (3, 3, 16, 16)
+    first = generate("text", 2, steps=2, prompt=prompts[:2], guidance_scale=2.0, batch_size=2,
+                     checkpoints_root=root)
+    assert torch.equal(x[:2], first)
+
+
+def test_a_request_that_cannot_fit_says_so_up_front(root, monkeypatch):
+    from diffusion_lab.pipelines import batching
+
+    calls = []
+    monkeypatch.setattr(batching, "available_memory", lambda device: 10 * 2**20)  # 10 MiB
+    monkeypatch.setattr(UNet, "forward", lambda *a, **k: calls.append(1))
+    message = one_line_error(ValueError, generate, "uncond", 10_000, steps=3, checkpoints_root=root)
+    assert "10,000 samples of shape (1, 28, 28) need about 90 MiB of memory (30 MiB for the samples alone)" in message
+    assert "has 10 MiB free: ask for at most about 1,114 at a time" in message
+    assert not calls  # said before any work

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 import struct
 from pathlib import Path
 
@@ -239,3 +241,51 @@ def test_every_shipped_checkpoint_names_a_command_that_remakes_it(name):
     args = build_parser().parse_args(words[module + 1:])
     assert args.command == "train" and args.preset == name and args.publish, entry["command"]
     assert (args.steps or get_preset(name).train.steps) == entry["steps"]
+
+
+# --- issue 21: files others can read, and damaged manifests and configs named in one line ------------------
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_follow_the_umask(tmp_path, umask, mode):
+    """safetensors writes 0600 whatever the umask; a shared course folder needs the usual mode."""
+    old = os.umask(umask)
+    try:
+        save_tiny_unet(tmp_path)
+    finally:
+        os.umask(old)
+    for name in ("tiny.safetensors", "tiny.json", "manifest.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+
+
+def test_manifest_entry_without_sha256_is_a_clear_error(tmp_path):
+    save_tiny_unet(tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    del manifest["tiny"]["sha256"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError) as info:
+        load_pretrained("tiny", root=tmp_path)
+    message = str(info.value)
+    assert "\n" not in message and str(tmp_path / "manifest.json") in message and "'sha256'" in message
+    assert "remake it with: python -m diffusion_lab train --preset tiny" in message
+
+
+def test_config_with_a_json_syntax_error_names_the_file(tmp_path):
+    save_tiny_unet(tmp_path)
+    path = tmp_path / "tiny.json"
+    path.write_text(path.read_text()[:-5])  # cut off: a syntax error, with its digest updated to match
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["tiny"]["sha256"]["tiny.json"] = sha256(path)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError) as info:
+        load_pretrained("tiny", root=tmp_path)
+    message = str(info.value)
+    assert "\n" not in message and f"{path} is not valid JSON" in message and "git checkout data/checkpoints" in message
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_load_to_a_missing_device_is_a_clear_error(tmp_path):
+    save_tiny_unet(tmp_path)
+    with pytest.raises(ValueError, match="sees no CUDA GPU; use 'cpu'") as info:
+        load_pretrained("tiny", root=tmp_path, device="cuda")
+    assert "\n" not in str(info.value)

@@ -20,7 +20,8 @@ import torch.distributed as dist
 
 from diffusion_lab.cli.presets import Preset, build_objective, get_preset, noise_schedule
 from diffusion_lab.config import pick_device, seed_everything
-from diffusion_lab.pretrained import model_kinds, save_pretrained
+from diffusion_lab.data.files import atomic_write, check_writable
+from diffusion_lab.pretrained import checkpoints_dir, model_kinds, save_pretrained
 from diffusion_lab.training import fit
 from diffusion_lab.training.distributed import init_distributed
 
@@ -29,6 +30,8 @@ def describe_hardware(device: torch.device) -> str:
     """A one-line description of where a run happened, recorded beside each checkpoint."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA), torch {torch.__version__}"
+    if device.type == "mps":
+        return f"Apple GPU (MPS) on {platform.machine()}, torch {torch.__version__}"
     cpu = platform.processor() or platform.machine()
     return f"CPU {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
@@ -49,6 +52,9 @@ def train_command(name: str, *, steps: int | None = None, out: str | Path | None
     if steps is not None:
         preset = preset.with_steps(steps)
     out = Path(out) if out is not None else Path("runs") / name
+    check_writable(out, f"--out {out}")  # before training, not at the first checkpoint
+    if publish or checkpoints_root is not None:
+        check_writable(checkpoints_dir(checkpoints_root), "--publish" if publish else "checkpoints_root")
     device = pick_device()
     if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -70,7 +76,8 @@ def train_command(name: str, *, steps: int | None = None, out: str | Path | None
                                schedule=noise_schedule(preset),
                                made_by={"command": command + (" --publish" if publish else ""),
                                         "train_seconds": round(seconds), "hardware": describe_hardware(device),
-                                        "processes": world, "steps": preset.train.steps},
+                                        "processes": world, "steps": preset.train.steps,
+                                        "precision": state.precision},
                                root=root)
         print(f"saved {path} after {seconds / 60:.1f} min")
     if world > 1:
@@ -86,29 +93,39 @@ def to_uint8_images(x: torch.Tensor) -> np.ndarray:
 def sample_command(name: str, *, num: int, sampler: str = "ddim", steps: int = 50, class_label: int | None = None,
                    seed: int = 0, out: str | Path, eta: float = 0.0, prompt: str | None = None,
                    negative_prompt: str | None = None, guidance_scale: float = 1.0, classifier_scale: float = 0.0,
-                   checkpoints_root: str | Path | None = None) -> Path:
+                   checkpoints_root: str | Path | None = None, batch_size: int = 256) -> Path:
     """Generate ``num`` samples from checkpoint ``name`` and write them to ``out`` (.npz); see ``generate``.
 
     Image models write ``images``: uint8 (N, H, W, C), with ``labels`` (N,) (the class asked for, or -1)
-    and, for text models, ``prompts``; the 2-D model writes ``points``: float32 (N, 2).
+    and, for text models, ``prompts``; the 2-D model writes ``points``: float32 (N, 2). ``out`` is checked
+    before any work and written atomically (a unique temporary file, then a rename).
     """
     from diffusion_lab.pipelines import load_pipeline
 
     if isinstance(num, bool) or not isinstance(num, int) or num <= 0:
         raise ValueError(f"--num must be positive, got {num}")
-    out = Path(out)
-    if out.suffix != ".npz":
-        raise ValueError(f"--out must end in .npz, got {out}")
+    out = check_out_file(out)
     pipeline = load_pipeline(name, root=checkpoints_root, device=pick_device())
     x = pipeline(num, sampler=sampler, steps=steps, eta=eta, seed=seed, class_label=class_label, prompt=prompt,
-                 negative_prompt=negative_prompt, guidance_scale=guidance_scale, classifier_scale=classifier_scale)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.npz")
+                 negative_prompt=negative_prompt, guidance_scale=guidance_scale, classifier_scale=classifier_scale,
+                 batch_size=batch_size)
     if x.ndim == 2:  # points (N, D), not images
-        np.savez(tmp, points=x.float().cpu().numpy())
+        arrays = {"points": x.float().cpu().numpy()}
     else:
         extra = {"prompts": np.array([prompt] * num)} if prompt is not None else {}
-        np.savez(tmp, images=to_uint8_images(x), labels=np.full(num, -1 if class_label is None else class_label),
-                 **extra)
-    os.replace(tmp, out)
+        arrays = {"images": to_uint8_images(x), "labels": np.full(num, -1 if class_label is None else class_label),
+                  **extra}
+    return atomic_write(out, lambda f: np.savez(f, **arrays), f"--out {out}")
+
+
+def check_out_file(out: str | Path) -> Path:
+    """``--out`` as a Path, after checking it names an .npz file that can be written (nothing is written)."""
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder: give a file in it, e.g. {out / 'samples.npz'}")
+    if out.name == ".npz":
+        raise ValueError(f"--out {out} has no file name before .npz: give one, e.g. {out.with_name('samples.npz')}")
+    if out.suffix != ".npz":
+        raise ValueError(f"--out must end in .npz, got {out}")
+    check_writable(out.parent, f"--out {out}")
     return out

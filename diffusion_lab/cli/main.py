@@ -1,15 +1,16 @@
 """The course's command line (chapter 00 introduces it; chapters 04-05 train and sample with it).
 
     python -m diffusion_lab doctor                      is this machine ready?
-    python -m diffusion_lab student --out DIR           chapters with the solutions blanked
+    python -m diffusion_lab student --out DIR [--force] chapters with the solutions blanked
     python -m diffusion_lab train --preset NAME [--steps N] [--out DIR] [--resume] [--publish]
     python -m diffusion_lab sample NAME --num N --sampler ddpm|ddim --steps K [--class C] --seed S --out FILE.npz
-        [--prompt TEXT] [--negative-prompt TEXT] [--guidance-scale W] [--classifier-scale S]
+        [--prompt TEXT] [--negative-prompt TEXT] [--guidance-scale W] [--classifier-scale S] [--batch-size B]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -29,9 +30,14 @@ def _student(args: argparse.Namespace) -> int:
     if not notebooks:
         print("no chapters found: run this from the course folder or name the notebooks", file=sys.stderr)
         return 2
+    existing = [Path(args.out) / nb.name for nb in notebooks if (Path(args.out) / nb.name).exists()]
+    if existing and not args.force:  # a copy may hold the learner's answers: write nothing, say why
+        print(f"error: {', '.join(map(str, existing))} already exist(s) and may hold your answers; nothing was "
+              f"written (pass --force to replace them with fresh copies)", file=sys.stderr)
+        return 2
     for nb in notebooks:
         try:
-            dest, n = make_student_copy(nb, args.out)
+            dest, n = make_student_copy(nb, args.out, overwrite=args.force)
         except (FileNotFoundError, SolutionMarkerError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
@@ -42,8 +48,40 @@ def _student(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from diffusion_lab.cli.commands import train_command
 
-    train_command(args.preset, steps=args.steps, out=args.out, resume=args.resume, publish=args.publish)
+    try:
+        train_command(args.preset, steps=args.steps, out=args.out, resume=args.resume, publish=args.publish)
+    except KeyboardInterrupt as err:  # Ctrl-C: one line saying what is kept, not a trace through torch
+        from tqdm.auto import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):  # end the progress bar's line before ours
+            bar.close()
+        if os.environ.get("RANK", "0") == "0":
+            print(_interrupted(args, err), file=sys.stderr)
+        return 130
     return 0
+
+
+def _interrupted(args: argparse.Namespace, err: KeyboardInterrupt) -> str:
+    """What a learner needs after Ctrl-C: the step reached, the checkpoint kept and how to continue."""
+    import torch
+
+    from diffusion_lab.training import fit
+
+    tb, step = err.__traceback__, None
+    while tb is not None:  # the step fit had reached, read from its frame
+        if tb.tb_frame.f_code is fit.__code__ and "state" in tb.tb_frame.f_locals:
+            step = tb.tb_frame.f_locals["state"].step
+        tb = tb.tb_next
+    out = Path(args.out) if args.out is not None else Path("runs") / args.preset
+    stopped = "training stopped" + (f" at step {step}" if step is not None else "") + " (Ctrl-C)"
+    ckpt = out / "checkpoint.pt"
+    try:
+        saved = torch.load(ckpt, map_location="cpu", weights_only=True)["step"]
+    except Exception:  # none yet, or unreadable: say nothing was kept
+        return f"{stopped} before its first checkpoint: nothing was saved in {out}"
+    again = f"python -m diffusion_lab train --preset {args.preset}" + (f" --steps {args.steps}" if args.steps else "")
+    return (f"{stopped}; the last checkpoint, {ckpt}, holds step {saved}: continue with "
+            f"`{again} --out {out} --resume`")
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -53,7 +91,7 @@ def _sample(args: argparse.Namespace) -> int:
                           class_label=args.class_label, seed=args.seed, out=args.out, eta=args.eta,
                           prompt=args.prompt, negative_prompt=args.negative_prompt,
                           guidance_scale=args.guidance_scale, classifier_scale=args.classifier_scale,
-                          checkpoints_root=args.checkpoint_dir)
+                          checkpoints_root=args.checkpoint_dir, batch_size=args.batch_size)
     print(f"wrote {args.num} samples to {path}")
     return 0
 
@@ -66,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("student", help="write copies of the chapters with the exercise solutions blanked")
     p.add_argument("notebooks", nargs="*", help="chapters to copy (default: chapters/NN_*.ipynb)")
     p.add_argument("--out", default="student", help="folder for the copies (default: ./student)")
+    p.add_argument("--force", action="store_true", help="replace copies that already exist (loses their answers)")
     p.set_defaults(func=_student)
 
     from diffusion_lab.cli.presets import preset_names
@@ -95,15 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output .npz (array `images`, uint8, N x H x W x C)")
     p.add_argument("--checkpoint-dir", help="read checkpoints from here instead of data/checkpoints")
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="samples drawn at once (memory; the same seed and batch size give the same samples)")
     p.set_defaults(func=_sample)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from diffusion_lab.data.integrity import DataIntegrityError
+    from diffusion_lab.training import TrainingDiverged
+
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:  # bad input: one clear line, not a stack trace
+    except (ValueError, TypeError, FileNotFoundError, DataIntegrityError, TrainingDiverged) as err:
+        # bad input, damaged data or a diverged run: one clear line, not a stack trace
         print(f"error: {err}", file=sys.stderr)
         return 2
 

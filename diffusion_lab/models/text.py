@@ -36,6 +36,12 @@ SPECIAL_TOKENS = (PAD, START, UNK)
 ALIASES = {"center": "centre", "an": "a", "color": "colour", "gray": "grey"}
 
 
+def _shown(text: object, limit: int = 60) -> str:
+    """``repr(text)``, cut to about ``limit`` characters, so a long prompt does not fill the error message."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(shown)} characters)"
+
+
 class Tokenizer:
     """Splits prompts into known words and maps them to integer ids; pads every prompt to ``max_length``.
 
@@ -73,7 +79,7 @@ class Tokenizer:
         """Lower-case the prompt, drop punctuation, split on spaces and respell words by ``ALIASES`` where the
         vocabulary knows only the other spelling."""
         if not isinstance(prompt, str):
-            raise TypeError(f"a prompt must be a str, got {type(prompt).__name__} ({prompt!r})")
+            raise TypeError(f"a prompt must be a str, got {type(prompt).__name__} ({_shown(prompt)})")
         words = re.sub(r"[^\w\s]", " ", prompt.lower()).split()
         return [ALIASES[w] if w not in self.ids and ALIASES.get(w) in self.ids else w for w in words]
 
@@ -84,18 +90,18 @@ class Tokenizer:
             return self.unk_id
         close = difflib.get_close_matches(word, self.vocabulary, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown word {word!r} in the prompt {prompt!r}.{hint} This model knows only these "
-                         f"words: {', '.join(self.vocabulary)}. (Tokenizer(..., unknown='unk') maps unknown words "
-                         f"to {UNK} instead.)")
+        raise ValueError(f"unknown word {_shown(word)} in the prompt {_shown(prompt)}.{hint} This model knows only "
+                         f"these words: {', '.join(self.vocabulary)}. (Tokenizer(..., unknown='unk') maps unknown "
+                         f"words to {UNK} instead.)")
 
     def encode_one(self, prompt: str, *, allow_empty: bool = False) -> list[int]:
         """One prompt -> its ``max_length`` ids: <start>, one id per word, then <pad>s."""
         words = self.words(prompt)
         if not words and not allow_empty:
-            raise ValueError(f"the prompt {prompt!r} has no words; describe the picture, "
+            raise ValueError(f"the prompt {_shown(prompt)} has no words; describe the picture, "
                              f"e.g. 'a small red circle in the top left'")
         if len(words) > self.max_length - 1:
-            raise ValueError(f"the prompt {prompt!r} has {len(words)} words but this model reads at most "
+            raise ValueError(f"the prompt {_shown(prompt)} has {len(words)} words but this model reads at most "
                              f"{self.max_length - 1}; shorten it")
         ids = [self.start_id] + [self._token_id(w, prompt) for w in words]
         return ids + [self.pad_id] * (self.max_length - len(ids))
@@ -204,7 +210,7 @@ class TextEncoder(nn.Module):
                              f"got {got}")
         if ids.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"ids must be integer token ids, got dtype {ids.dtype}; use tokenizer.encode(prompts)")
-        if ids.numel() and (ids.min() < 0 or ids.max() >= len(self.tokenizer)):
+        if ids.numel() and ids.device.type == "cpu" and (ids.min() < 0 or ids.max() >= len(self.tokenizer)):
             raise ValueError(f"token ids must lie in [0, {len(self.tokenizer) - 1}], "
                              f"got values in [{int(ids.min())}, {int(ids.max())}]")
         mask = self.tokenizer.mask(ids)  # (B, L)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from diffusion_lab.guidance import check_scale
+from diffusion_lab.pipelines.batching import FiniteWatch, check_memory
 from diffusion_lab.pretrained import Pretrained
 from diffusion_lab.sampling import Callback, DDIMScheduler, DDPMScheduler, Model, sample
 
@@ -88,20 +89,63 @@ class DiffusionPipeline:
         noise from the clipped guess (``use_clipped_model_output``), which guided sampling needs."""
         if sampler not in ("ddpm", "ddim"):
             raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
+        if sampler == "ddpm" and eta != 0:
+            raise ValueError(f"eta={eta} is DDIM's setting: DDPM always adds its full noise. Drop eta (--eta) "
+                             f"or use sampler='ddim' (--sampler ddim)")
         scheduler = (DDPMScheduler(self.schedule, clip_sample_range=self.clip_range) if sampler == "ddpm"
                      else DDIMScheduler(self.schedule, eta=eta, clip_sample_range=self.clip_range))
         scheduler.set_timesteps(steps)
         return scheduler
 
     def __call__(self, num: int, *, sampler: str = "ddim", steps: int = 50, eta: float = 0.0, seed: int = 0,
-                 callback: Callback | None = None, **conditions: Any) -> torch.Tensor:
-        """``num`` samples (num, *sample_shape()) in the data's range; the same seed gives the same samples."""
+                 callback: Callback | None = None, batch_size: int = 256, **conditions: Any) -> torch.Tensor:
+        """``num`` samples (num, *sample_shape()) in the data's range, sampled ``batch_size`` at a time.
+
+        The same seed, num, batch_size and arguments give the same samples, on every device and thread count.
+        One generator serves the batches in turn (each draws its x_T, then its steps' noise), so up to
+        ``batch_size`` samples are exactly those of one batch; another batch_size gives other, equally good
+        samples. ``callback`` runs for each batch in turn (its i restarts at 0). Samples that become NaN or
+        infinite stop the run with the step where it happened.
+        """
         if isinstance(num, bool) or not isinstance(num, int) or num <= 0:
             raise ValueError(f"num must be a positive int, got {num!r}")
-        model = self.guided_model(num, **self.check_conditions(conditions))
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+            raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed!r}; e.g. seed=0")
+        given = self.check_conditions(conditions)
         scheduler = self.make_scheduler(sampler, steps, eta)
-        return sample(model, scheduler, (num, *self.sample_shape()), generator=torch.Generator().manual_seed(seed),
-                      device=self.device, callback=callback)
+        shape = self.sample_shape()
+        check_memory(num, shape, self.device)  # before any work
+        model = self.guided_model(num, **given)  # checks the conditions once, for all batches
+        generator = torch.Generator().manual_seed(seed)
+        out = None
+        for lo in range(0, num, batch_size):
+            n = min(batch_size, num - lo)
+            own = {k: v[lo:lo + n] for k, v in given.items() if n < num and _one_per_sample(v, num)}
+            watch = FiniteWatch(callback)
+            try:
+                x = sample(self.guided_model(n, **{**given, **own}) if own else model, scheduler, (n, *shape),
+                           generator=generator, device=self.device, callback=watch)
+            except torch.OutOfMemoryError as err:
+                raise ValueError(f"out of memory sampling {n} at a time on {self.device}: lower batch_size "
+                                 f"(--batch-size)") from err
+            bad = watch.first_bad()
+            if bad is not None:
+                raise ValueError(f"sampling stopped: the samples became NaN or infinite at step {bad} of "
+                                 f"{len(scheduler.timesteps)} (t={int(scheduler.timesteps[bad])}): {self.name} "
+                                 f"returned values that are not numbers. Its weights may be broken (a diverged "
+                                 f"run): remake or restore the checkpoint; with guidance, try a smaller scale")
+            if n == num:
+                return x
+            out = x.new_empty((num, *shape)) if out is None else out
+            out[lo:lo + n] = x
+        return out
+
+
+def _one_per_sample(value: Any, num: int) -> bool:
+    """Whether a condition is a list with one entry per sample (prompts), to be split into batches."""
+    return isinstance(value, Sequence) and not isinstance(value, str) and len(value) == num
 
 
 def _is_default(name: str, value: Any) -> bool:

@@ -25,7 +25,7 @@ from diffusion_lab.sampling import Callback
 
 def generate(checkpoint: str | Pretrained, num: int, *, sampler: str = "ddim", steps: int = 50, eta: float = 0.0,
              seed: int = 0, device: torch.device | str | None = None, checkpoints_root: str | Path | None = None,
-             callback: Callback | None = None, **conditions: Any) -> torch.Tensor:
+             callback: Callback | None = None, batch_size: int = 256, **conditions: Any) -> torch.Tensor:
     """Sample ``num`` images (N, C, H, W) in [-1, 1] (points (N, 2) for the 2-D model) from a checkpoint.
 
     checkpoint: a name in data/checkpoints ("mnist", "mnist_cond", "shapes_text", ...) or a loaded one
@@ -37,6 +37,10 @@ def generate(checkpoint: str | Pretrained, num: int, *, sampler: str = "ddim", s
         guidance_scale: w of classifier-free guidance; 1 is the plain conditional model, 0 ignores the condition.
         classifier, classifier_scale: the noise-aware classifier and the scale s of classifier guidance.
     seed: the same seed, arguments and checkpoint give the same images on every device.
+    batch_size: how many are sampled at once (memory); the same seed and batch_size give the same images,
+        and up to batch_size images are those of one batch (see ``DiffusionPipeline.__call__``).
+    device: where to sample (default ``pick_device()``); one this machine lacks is a clear error.
     """
     pipeline = load_pipeline(checkpoint, root=checkpoints_root, device=device)
-    return pipeline(num, sampler=sampler, steps=steps, eta=eta, seed=seed, callback=callback, **conditions)
+    return pipeline(num, sampler=sampler, steps=steps, eta=eta, seed=seed, callback=callback, batch_size=batch_size,
+                    **conditions)

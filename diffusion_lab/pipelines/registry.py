@@ -40,7 +40,7 @@ def load_pipeline(checkpoint: str | Pretrained, *, root: str | Path | None = Non
     if isinstance(checkpoint, Pretrained):
         pre = checkpoint
     else:
-        pre = load_pretrained(checkpoint, root=root, device=torch.device(device) if device else pick_device())
+        pre = load_pretrained(checkpoint, root=root, device=pick_device(device))  # checks the device exists
     kind = pre.info["kind"]
     if kind not in PIPELINES:
         raise ValueError(f"{pre.name} is a {kind}, not a diffusion model: nothing to sample")

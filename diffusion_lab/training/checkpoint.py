@@ -34,6 +34,7 @@ class TrainState:
     step: int = 0
     history: LossHistory = field(default_factory=LossHistory)
     total_steps: int = 0  # the step the run ends at (config.steps), for progress displays
+    precision: str = "fp32"  # what the forward pass ran in: "fp32", "bf16" or "fp16" (precision.py)
 
     def state_dict(self, config: TrainConfig, meta: dict) -> dict:
         return {"model": self.model.state_dict(), "ema": self.ema.state_dict(),
@@ -65,6 +66,9 @@ def load_checkpoint(path: Path, state: TrainState, config: TrainConfig, meta: di
                if k not in MAY_CHANGE_ON_RESUME and getattr(config, k, v) != v}
     if changed:
         raise ValueError(f"{path} was trained with different settings ({sorted(changed)}); resume with the same ones")
+    if saved["step"] > config.steps:  # else its weights would be saved labelled with fewer steps than they had
+        raise ValueError(f"{path} is already at step {saved['step']}, past the {config.steps} steps asked for: "
+                         f"resume with --steps {saved['step']} or more, or use another --out to start afresh")
     state.model.load_state_dict(saved["model"])
     state.ema.load_state_dict(saved["ema"])
     state.optimizer.load_state_dict(saved["optimizer"])

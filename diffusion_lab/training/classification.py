@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffusion_lab.schedules import NoiseSchedule
-from diffusion_lab.tensors import check_images, check_number
+from diffusion_lab.tensors import check_finite_data, check_images, check_number
 from diffusion_lab.training.config import TrainConfig
 from diffusion_lab.training.objective import Batch, Objective
 
@@ -24,7 +24,7 @@ from diffusion_lab.training.objective import Batch, Objective
 def _check_labels(images: torch.Tensor, labels: torch.Tensor, sizes: dict[str, int]) -> None:
     """images (N, C, H, W) in [-1, 1]; labels (N,) for one label per image or (N, K) for K of them, column k
     one of the ``sizes`` values of the k-th name (one name: labels is (N,))."""
-    check_images(images, "images")
+    check_finite_data(check_images(images, "images"), "the training images")
     if (not isinstance(labels, torch.Tensor) or labels.ndim != (1 if len(sizes) == 1 else 2)
             or (labels.ndim == 2 and labels.shape[1] != len(sizes))):
         got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from diffusion_lab.schedules import NoiseSchedule
-from diffusion_lab.tensors import append_dims
+from diffusion_lab.tensors import append_dims, check_finite_data, check_float_tensor
 from diffusion_lab.training.config import TrainConfig
 from diffusion_lab.training.history import NUM_GROUPS
 from diffusion_lab.training.objective import Batch, Objective
@@ -43,7 +43,8 @@ def loss_by_timestep(model: Callable[..., torch.Tensor], schedule: NoiseSchedule
 
     Every timestep sees the same x_0 and the same noise eps, so the curve compares like with like.
     """
-    eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+    rand_device = generator.device if generator is not None else torch.device("cpu")
+    eps = torch.randn(x0.shape, generator=generator, device=rand_device).to(x0.device)
     out = []
     for t in timesteps:
         t_batch = torch.full((x0.shape[0],), int(t), dtype=torch.int64, device=x0.device)
@@ -77,6 +78,7 @@ class DiffusionObjective(Objective):
     null_cond: torch.Tensor | int | None = None
 
     def __post_init__(self) -> None:
+        check_finite_data(check_float_tensor(self.x0, "x0"), "the training data x0")  # once, before training
         n = len(self.x0)
         if self.cond is not None and (self.cond.ndim not in (1, 2) or self.cond.shape[0] != n
                                       or self.cond.dtype != torch.long):
