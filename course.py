@@ -2,11 +2,15 @@
 """Set up and run diffusion-lab with one command. Needs only Python 3.11+ (standard library).
 
     python3 course.py lab     # first time: make .venv and install the course; then open JupyterLab
+                              # in workspace/, your own copies of the chapters with the exercises blank
     python3 course.py test    # make .venv with the test tools and run the whole test suite
     python3 course.py setup   # only install (add --dev for the test tools)
 
 Extra arguments after `lab` go to JupyterLab (e.g. `--no-browser --port 8890`), after `test` to pytest
 (e.g. `-k schedules`). Set DIFFUSION_LAB_VENV to put the virtual environment somewhere else.
+
+The workspace is made on the first `lab` and is yours: a later start never replaces a notebook in it,
+it only adds chapters that are new since. The worked solutions stay in chapters/, with their outputs.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("DIFFUSION_LAB_VENV", ROOT / ".venv"))
+CHAPTERS = ROOT / "chapters"
+WORKSPACE = ROOT / "workspace"
 MIN_PYTHON = (3, 11)
 
 
@@ -69,6 +75,44 @@ def ensure_chromium() -> None:
         say("Chromium not found: the browser tests will be skipped (install the 'chromium' package to run them)")
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def new_chapters(chapters: Path, workspace: Path) -> list[Path]:
+    """The chapters that have no copy in ``workspace`` yet (a copy there is never replaced)."""
+    return [nb for nb in sorted(chapters.glob("[0-9][0-9]_*.ipynb")) if not (workspace / nb.name).exists()]
+
+
+def prepare_workspace(python: Path | str, chapters: Path = CHAPTERS, workspace: Path = WORKSPACE) -> list[str]:
+    """Give the learner their own copies of the chapters, solutions blanked and outputs cleared: every
+    chapter on the first start, later only chapters that are new. Returns the names of the copies made."""
+    first = not workspace.exists()
+    new = new_chapters(chapters, workspace)
+    if new:  # the package writes the copies (course.py itself needs only the standard library)
+        run([str(python), "-m", "diffusion_lab", "student", *map(str, new), "--out", str(workspace)], cwd=ROOT,
+            stdout=subprocess.DEVNULL)
+    names = [nb.name for nb in new]
+    if first:
+        say(f"made your workspace, {_shown(workspace)}/: your own copies of the {len(names)} chapters, exercises "
+            f"blank; the worked solutions stay in {_shown(chapters)}/")
+    elif new:
+        say(f"added {len(names)} new chapter(s) to {_shown(workspace)}/: {', '.join(names)}; "
+            f"your other notebooks are as you left them")
+    else:
+        say(f"your workspace, {_shown(workspace)}/, is as you left it")
+    return names
+
+
+def jupyter_command(python: Path | str, rest: list[str], as_root: bool) -> list[str]:
+    """JupyterLab opening the workspace's first chapter; as root it needs --allow-root to start at all."""
+    cmd = [str(python), "-m", "jupyter", "lab", f"{_shown(WORKSPACE)}/00_welcome.ipynb", *rest]
+    if as_root and "--allow-root" not in rest:
+        say("running as root (as in many containers): starting JupyterLab with --allow-root")
+        cmd.append("--allow-root")
+    return cmd
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in {"-h", "--help"}:
         print(__doc__)
@@ -80,8 +124,10 @@ def main(argv: list[str]) -> int:
         return 0
     if command == "lab":
         py = ensure_venv("lab")
+        prepare_workspace(py)
+        cmd = jupyter_command(py, rest, as_root=hasattr(os, "geteuid") and os.geteuid() == 0)
         say("opening JupyterLab; stop it with Ctrl-C")
-        return subprocess.call([str(py), "-m", "jupyter", "lab", "chapters/00_welcome.ipynb", *rest], cwd=ROOT)
+        return subprocess.call(cmd, cwd=ROOT)
     if command == "test":
         py = ensure_venv("dev,bench")
         ensure_chromium()

@@ -162,6 +162,28 @@ def test_make_student_copy_refuses_to_overwrite_source(tmp_path: Path) -> None:
     assert src.read_bytes() == before
 
 
+def test_blanked_exercise_says_where_its_solution_is(tmp_path: Path) -> None:
+    (tmp_path / "chapters").mkdir()
+    src = _teacher_notebook(tmp_path / "chapters" / "01_demo.ipynb")
+    dest, _ = make_student_copy(src, tmp_path / "workspace")
+    lines = nbformat.read(dest, as_version=4).cells[1].source.splitlines()
+    i = lines.index("    # YOUR CODE HERE")
+    assert lines[i + 1] == "    # The worked solution is in chapters/01_demo.ipynb (the course's reference copy)."
+    assert lines[i + 2] == f"    {STUB}"
+
+
+def test_make_student_copy_never_overwrites_without_asking(tmp_path: Path) -> None:
+    src = _teacher_notebook(tmp_path / "01_demo.ipynb")
+    dest, _ = make_student_copy(src, tmp_path / "student")
+    dest.write_text(dest.read_text().replace("YOUR CODE HERE", "my answer"))  # the learner's work
+    mine = dest.read_bytes()
+    with pytest.raises(FileExistsError, match="may hold your answers"):
+        make_student_copy(src, tmp_path / "student")
+    assert dest.read_bytes() == mine
+    make_student_copy(src, tmp_path / "student", overwrite=True)
+    assert dest.read_bytes() != mine and "YOUR CODE HERE" in dest.read_text()
+
+
 def test_make_student_copy_missing_notebook(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no notebook at"):
         make_student_copy(tmp_path / "nope.ipynb", tmp_path / "student")
@@ -190,6 +212,26 @@ def test_cli_student(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "1 solution(s) blanked" in result.stdout
     assert STUB in nbformat.read(tmp_path / "out" / "01_demo.ipynb", as_version=4).cells[1].source
+
+
+def test_cli_student_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    first = _teacher_notebook(tmp_path / "01_demo.ipynb")
+    second = _teacher_notebook(tmp_path / "02_demo.ipynb")
+    out = tmp_path / "out"
+    assert _cli("student", str(first), "--out", str(out), cwd=tmp_path).returncode == 0
+    mine = out / "01_demo.ipynb"
+    mine.write_text(mine.read_text().replace("YOUR CODE HERE", "my answer"))
+    before = mine.read_bytes()
+
+    result = _cli("student", str(first), str(second), "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "01_demo.ipynb already exist(s) and may hold your answers; nothing was written" in result.stderr
+    assert "--force" in result.stderr
+    assert mine.read_bytes() == before and not (out / "02_demo.ipynb").exists()  # all or nothing
+
+    result = _cli("student", str(first), str(second), "--out", str(out), "--force", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert mine.read_bytes() != before and (out / "02_demo.ipynb").exists()
 
 
 def test_cli_student_missing_notebook(tmp_path: Path) -> None:
@@ -247,6 +289,7 @@ def test_chapter_exercises(chapter: Path, tmp_path: Path) -> None:
         blanked = student.cells[i].source
         assert BEGIN not in blanked and END not in blanked
         assert blanked.count(STUB) == src.count(BEGIN)
+        assert blanked.count(f"# The worked solution is in chapters/{chapter.name} ") == src.count(BEGIN)
         for body in _solution_blocks(src):
             if body.strip():
                 assert body not in blanked, f"{chapter.name}, cell {i}: solution code left in the student copy"

@@ -8,7 +8,9 @@ The committed chapters carry their solutions between nbgrader's markers::
 
 ``make_student_copy`` replaces each such block by a line that raises ``NotImplementedError`` with
 a clear message, keeping its indentation, so the exercise's check says "not done yet" until the
-learner writes an answer. Teachers who use nbgrader can run it on the chapters directly instead.
+learner writes an answer; a comment says where the worked solution is. It never overwrites a copy
+that exists (it may hold the learner's answers) unless asked to. Teachers who use nbgrader can run
+it on the chapters directly instead.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ class SolutionMarkerError(ValueError):
     """The solution markers in a cell are unbalanced or nested."""
 
 
-def blank_solutions(source: str, where: str = "cell") -> tuple[str, int]:
-    """Replace every BEGIN/END SOLUTION block in ``source``; return (new source, blocks replaced)."""
+def blank_solutions(source: str, where: str = "cell", note: str = "") -> tuple[str, int]:
+    """Replace every BEGIN/END SOLUTION block in ``source``; return (new source, blocks replaced).
+
+    ``note``, if given, becomes a comment line under ``# YOUR CODE HERE`` (where the solution is).
+    """
     out: list[str] = []
     inside = False
     opened_at = 0
@@ -42,7 +47,8 @@ def blank_solutions(source: str, where: str = "cell") -> tuple[str, int]:
             opened_at = lineno
             count += 1
             indent = re.match(r"\s*", line).group(0)
-            out.append(f"{indent}# YOUR CODE HERE\n{indent}{STUB}\n")
+            comment = f"{indent}# {note}\n" if note else ""
+            out.append(f"{indent}# YOUR CODE HERE\n{comment}{indent}{STUB}\n")
         elif stripped == END:
             if not inside:
                 raise SolutionMarkerError(f"{where}, line {lineno}: '{END}' without a '{BEGIN}' before it")
@@ -54,11 +60,16 @@ def blank_solutions(source: str, where: str = "cell") -> tuple[str, int]:
     return "".join(out), count
 
 
-def make_student_copy(notebook: str | Path, out_dir: str | Path) -> tuple[Path, int]:
+def solution_note(notebook: Path) -> str:
+    """The comment a blanked exercise gets: where its worked solution is."""
+    return f"The worked solution is in {notebook.parent.name}/{notebook.name} (the course's reference copy)."
+
+
+def make_student_copy(notebook: str | Path, out_dir: str | Path, overwrite: bool = False) -> tuple[Path, int]:
     """Write ``out_dir/<name>.ipynb`` with solutions blanked and outputs cleared.
 
     Returns the path written and the number of solution blocks blanked. Refuses to overwrite the
-    source notebook itself.
+    source notebook itself, and (``FileExistsError``) a copy already there unless ``overwrite``.
     """
     src = Path(notebook)
     if not src.is_file():
@@ -67,12 +78,15 @@ def make_student_copy(notebook: str | Path, out_dir: str | Path) -> tuple[Path, 
     dest = dest_dir / src.name
     if dest.resolve() == src.resolve():
         raise ValueError(f"the student copy would overwrite {src}; choose another --out folder")
+    if dest.exists() and not overwrite:
+        raise FileExistsError(f"{dest} exists and may hold your answers; it was left as it is "
+                              f"(pass --force to replace it with a fresh copy)")
     nb = nbformat.read(src, as_version=4)
     total = 0
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
-        cell.source, n = blank_solutions(cell.source, where=f"{src.name}, cell {i}")
+        cell.source, n = blank_solutions(cell.source, where=f"{src.name}, cell {i}", note=solution_note(src))
         total += n
         cell.outputs = []
         cell.execution_count = None

@@ -22,7 +22,14 @@ def check_posterior_mean(fn: Callable[..., torch.Tensor]) -> None:
         got = _call("5.1", fn, x0, xt, t, schedule.alpha_bars.clone())
         want, _ = posterior_mean_variance(schedule, x0, xt, t)
         hint = " (at t = 0 there is no alpha_bars[-1]: use 1, no noise has been added yet)" if t == 0 else ""
-        _compare("5.1", got, want, f"the mean at t = {t}{hint}", atol=1e-5)
+        abar = schedule.alpha_bars[t].double()
+        abar_prev = schedule.alpha_bars[t - 1].double() if t > 0 else torch.ones((), dtype=torch.float64)
+        beta = 1 - abar / abar_prev
+        _compare("5.1", got, want, f"the mean at t = {t}{hint}", atol=1e-5, mistakes={
+            "the coefficients take square roots: sqrt(alpha_bar_{t-1}) beta_t and sqrt(alpha_t) (1 - alpha_bar_{t-1})":
+                (abar_prev * beta * x0 + (1 - beta) * (1 - abar_prev) * xt) / (1 - abar),
+            "the two coefficients are swapped: sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) multiplies x0":
+                (abar_prev.sqrt() * beta * xt + (1 - beta).sqrt() * (1 - abar_prev) * x0) / (1 - abar)})
     _passed("5.1", "the posterior mean mixes the guess of x_0 and the current x_t, with weights set by the schedule.")
 
 
@@ -36,7 +43,15 @@ def check_ddim_step(fn: Callable[..., torch.Tensor]) -> None:
         abar_t, abar_prev = float(schedule.alpha_bars[t]), float(schedule.alpha_bars[t_prev])
         got = _call("5.2", fn, xt, eps_pred, abar_t, abar_prev)
         want = ddim_step(schedule, xt, eps_pred, t, t_prev).prev_sample
-        _compare("5.2", got, want, f"x_prev for the step {t} -> {t_prev}", atol=1e-4)
+        x0_pred = (xt - (1 - abar_t) ** 0.5 * eps_pred) / abar_t**0.5
+        if isinstance(got, torch.Tensor) and not torch.equal(got, _call("5.2", fn, xt, eps_pred, abar_t, abar_prev)):
+            raise ExerciseFailed("5.2", "two calls with the same inputs gave different results: with eta = 0 no "
+                                        "fresh noise is drawn; re-noise the guess of x_0 with eps_pred itself")
+        _compare("5.2", got, want, f"x_prev for the step {t} -> {t_prev}", atol=1e-4, mistakes={
+            "that is the guess of x_0; go on to x_prev = sqrt(abar_prev) x0_pred + sqrt(1 - abar_prev) eps_pred":
+                x0_pred,
+            "both formulas take square roots of the alpha-bars": abar_prev * (xt - (1 - abar_t) * eps_pred) / abar_t
+                + (1 - abar_prev) * eps_pred})
     _passed("5.2", "no noise is added: the same x_T always gives the same image.")
 
 

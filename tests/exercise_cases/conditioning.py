@@ -48,6 +48,11 @@ def tokenize_case_sensitive(prompt, token_ids, max_length):  # "A" is not a word
     return ids + [token_ids["<pad>"]] * (max_length - len(ids))
 
 
+def tokenize_not_lower_cased(prompt, token_ids, max_length):  # KeyError: 'A'
+    ids = [token_ids["<start>"]] + [token_ids[w] for w in prompt.split()]
+    return ids + [token_ids["<pad>"]] * (max_length - len(ids))
+
+
 def tokenize_floats(prompt, token_ids, max_length):
     return torch.tensor(tokenize(prompt, token_ids, max_length), dtype=torch.float32)
 
@@ -135,6 +140,39 @@ def _heads(block, x, context, context_mask, *, nh=None, residual=True, norm=True
     return x + h if residual else h
 
 
+def cross_attention_heads_scale(block, x, context, context_mask):  # scores / sqrt(heads), not sqrt(d)
+    B, C, H, W = x.shape
+    heads, d = block.num_heads, C // block.num_heads
+    q = block.to_q(block.norm(x).flatten(2).transpose(1, 2)).view(B, -1, heads, d).transpose(1, 2)
+    k = block.to_k(context).view(B, -1, heads, d).transpose(1, 2)
+    v = block.to_v(context).view(B, -1, heads, d).transpose(1, 2)
+    scores = (q @ k.transpose(-1, -2) / heads**0.5).masked_fill(~context_mask[:, None, None, :], -math.inf)
+    h = (scores.softmax(-1) @ v).transpose(1, 2).reshape(B, H * W, C)
+    return x + block.proj(h).transpose(1, 2).reshape(B, C, H, W)
+
+
+def cross_attention_swapped_split(block, x, context, context_mask):  # view(B, -1, d, heads): d groups of heads
+    B, C, H, W = x.shape
+    heads, d = block.num_heads, C // block.num_heads
+    q = block.to_q(block.norm(x).flatten(2).transpose(1, 2)).view(B, -1, d, heads).transpose(1, 2)
+    k = block.to_k(context).view(B, -1, d, heads).transpose(1, 2)
+    v = block.to_v(context).view(B, -1, d, heads).transpose(1, 2)
+    scores = (q @ k.transpose(-1, -2) / d**0.5).masked_fill(~context_mask[:, None, None, :], -math.inf)
+    h = (scores.softmax(-1) @ v).transpose(1, 2).reshape(B, H * W, C)
+    return x + block.proj(h).transpose(1, 2).reshape(B, C, H, W)
+
+
+def cross_attention_keys_from_to_v(block, x, context, context_mask):  # to_v where to_k belongs, and back
+    B, C, H, W = x.shape
+    heads, d = block.num_heads, C // block.num_heads
+    q = block.to_q(block.norm(x).flatten(2).transpose(1, 2)).view(B, -1, heads, d).transpose(1, 2)
+    k = block.to_v(context).view(B, -1, heads, d).transpose(1, 2)
+    v = block.to_k(context).view(B, -1, heads, d).transpose(1, 2)
+    scores = (q @ k.transpose(-1, -2) / d**0.5).masked_fill(~context_mask[:, None, None, :], -math.inf)
+    h = (scores.softmax(-1) @ v).transpose(1, 2).reshape(B, H * W, C)
+    return x + block.proj(h).transpose(1, 2).reshape(B, C, H, W)
+
+
 def cross_attention_no_residual(block, x, context, context_mask):
     return _heads(block, x, context, context_mask, residual=False)
 
@@ -190,13 +228,14 @@ def word_map_wrong_axis(weights, index):  # takes the index over the pixels, not
 CASES: dict[str, Cases] = {
     "6.1": Cases([tokenize, tokenize_tensor],
                  [tokenize_no_start, tokenize_no_padding, tokenize_pads_first, tokenize_fixed_numbers,
-                  tokenize_case_sensitive, tokenize_floats]),
+                  tokenize_case_sensitive, tokenize_floats, tokenize_not_lower_cased]),
     "6.2": Cases([masked_attention_weights, masked_attention_weights_loop],
                  [masked_attention_weights_unscaled, masked_attention_weights_no_mask,
                   masked_attention_weights_zero_after, masked_attention_weights_inverted,
                   masked_attention_weights_wrong_axis]),
     "6.3": Cases([cross_attention, cross_attention_sdpa],
                  [cross_attention_no_residual, cross_attention_no_norm, cross_attention_one_head,
-                  cross_attention_ignores_mask, cross_attention_no_proj]),
+                  cross_attention_ignores_mask, cross_attention_no_proj, cross_attention_heads_scale,
+                  cross_attention_swapped_split, cross_attention_keys_from_to_v]),
     "6.4": Cases([word_map], [word_map_sum_heads, word_map_first_head, word_map_transposed, word_map_wrong_axis]),
 }

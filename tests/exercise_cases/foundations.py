@@ -82,7 +82,7 @@ def noising_step_no_shrink(x_prev, beta, eps):
     return x_prev + math.sqrt(beta) * eps
 
 
-# ----- 1.2 alpha_bars: cumprod(1 - betas) -----------------------------------------------------------
+# ----- 1.3 alpha_bars: cumprod(1 - betas) -----------------------------------------------------------
 
 def alpha_bars(betas):
     out, prod = [], 1.0
@@ -108,21 +108,39 @@ def alpha_bars_numpy(betas):
     return np.cumprod(1 - betas.numpy())
 
 
-# ----- 1.3 q_sample: sqrt(abar) x0 + sqrt(1 - abar) eps, one abar per sample --------------------------
+# ----- 1.4 q_sample: sqrt(abar) x0 + sqrt(1 - abar) eps, one abar per sample --------------------------
 
 def q_sample(x0, alpha_bar, eps):
-    a = alpha_bar[:, None, None, None]  # (B,) -> (B, 1, 1, 1)
+    a = alpha_bar.reshape(-1, *([1] * (x0.ndim - 1)))  # (B,) -> (B, 1, ...)
     return torch.sqrt(a) * x0 + torch.sqrt(1 - a) * eps
 
 
+def q_sample_loop(x0, alpha_bar, eps):
+    return torch.stack([a.sqrt() * x + (1 - a).sqrt() * e for x, a, e in zip(x0, alpha_bar, eps)])
+
+
 def q_sample_no_sqrt(x0, alpha_bar, eps):
-    a = alpha_bar[:, None, None, None]
+    a = alpha_bar.reshape(-1, *([1] * (x0.ndim - 1)))
     return a * x0 + (1 - a) * eps
 
 
 def q_sample_swapped(x0, alpha_bar, eps):
-    a = alpha_bar[:, None, None, None]
+    a = alpha_bar.reshape(-1, *([1] * (x0.ndim - 1)))
     return torch.sqrt(1 - a) * x0 + torch.sqrt(a) * eps
+
+
+def q_sample_4d_view(x0, alpha_bar, eps):  # right for images, but (B, 1, 1, 1) * (B, 2) is not (B, 2)
+    a = alpha_bar.view(-1, 1, 1, 1)
+    return a.sqrt() * x0 + (1 - a).sqrt() * eps
+
+
+def q_sample_no_broadcast(x0, alpha_bar, eps):  # (B,) lines up with the LAST dimension
+    return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps
+
+
+def q_sample_math_sqrt(x0, alpha_bar, eps):  # math.sqrt takes one number
+    a = alpha_bar.reshape(-1, *([1] * (x0.ndim - 1)))
+    return math.sqrt(a) * x0 + math.sqrt(1 - a) * eps
 
 
 def q_sample_first_abar(x0, alpha_bar, eps):  # one alpha_bar for the whole batch
@@ -130,7 +148,7 @@ def q_sample_first_abar(x0, alpha_bar, eps):  # one alpha_bar for the whole batc
     return a.sqrt() * x0 + (1 - a).sqrt() * eps
 
 
-# ----- 1.4 variance_after_step: (1 - beta) v + beta -------------------------------------------------
+# ----- 1.2 variance_after_step: (1 - beta) v + beta -------------------------------------------------
 
 def variance_after_step(v, beta):
     return v - beta * v + beta
@@ -233,10 +251,12 @@ CASES: dict[str, Cases] = {
     "0.2": Cases([scale_per_sample], [scale_per_sample_image_only, scale_per_sample_mean]),
     "0.3": Cases([mse], [mse_sum, mse_abs, mse_per_row, mse_float]),
     "1.1": Cases([noising_step], [noising_step_no_sqrt, noising_step_beta_for_alpha, noising_step_no_shrink]),
-    "1.2": Cases([alpha_bars], [alpha_bars_cumsum, alpha_bars_of_betas, alpha_bars_exclusive, alpha_bars_numpy]),
-    "1.3": Cases([q_sample], [q_sample_no_sqrt, q_sample_swapped, q_sample_first_abar]),
-    "1.4": Cases([variance_after_step],
+    "1.2": Cases([variance_after_step],
                  [variance_after_step_no_noise, variance_after_step_std, variance_after_step_list]),
+    "1.3": Cases([alpha_bars], [alpha_bars_cumsum, alpha_bars_of_betas, alpha_bars_exclusive, alpha_bars_numpy]),
+    "1.4": Cases([q_sample, q_sample_loop],
+                 [q_sample_no_sqrt, q_sample_swapped, q_sample_first_abar, q_sample_4d_view, q_sample_no_broadcast,
+                  q_sample_math_sqrt]),
     "2.1": Cases([cosine_alpha_bars],
                  [cosine_alpha_bars_off_by_one, cosine_alpha_bars_not_squared, cosine_alpha_bars_T_plus_one]),
     "2.2": Cases([t_for_snr], [t_for_snr_no_error, t_for_snr_last_above, t_for_snr_counted_from_one, t_for_snr_fraction,

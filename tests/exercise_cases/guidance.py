@@ -6,7 +6,7 @@ import torch
 
 from exercise_cases.cases import Cases
 
-# ----- 7.1 cfg(eps_null, eps_cond, w) -----------------------------------------------------------
+# ----- 7.2 cfg(eps_null, eps_cond, w) -----------------------------------------------------------
 
 
 def cfg(eps_null, eps_cond, w):
@@ -29,7 +29,7 @@ def cfg_no_base(eps_null, eps_cond, w):  # forgets the starting point
     return w * (eps_cond - eps_null)
 
 
-# ----- 7.2 classifier_guided_eps(eps_pred, grad, alpha_bar_t, scale) ------------------------------
+# ----- 7.1 classifier_guided_eps(eps_pred, grad, alpha_bar_t, scale) ------------------------------
 
 
 def _sigma(alpha_bar_t, like):
@@ -112,8 +112,8 @@ def pick_scale_returns_none(scales, accuracy, diversity, min_diversity):  # no e
 
 
 CASES: dict[str, Cases] = {
-    "7.1": Cases([cfg, cfg_mix], [cfg_ho_salimans, cfg_swapped, cfg_no_base]),
-    "7.2": Cases([guided_eps], [guided_eps_plus, guided_eps_no_sqrt, guided_eps_signal_scale, guided_eps_unscaled]),
+    "7.1": Cases([guided_eps], [guided_eps_plus, guided_eps_no_sqrt, guided_eps_signal_scale, guided_eps_unscaled]),
+    "7.2": Cases([cfg, cfg_mix], [cfg_ho_salimans, cfg_swapped, cfg_no_base]),
     "7.3": Cases([pick_scale, pick_scale_tensor],
                  [pick_scale_ignores_diversity, pick_scale_strict, pick_scale_last_tie, pick_scale_index,
                   pick_scale_returns_none]),

@@ -31,6 +31,11 @@ def diffusion_loss_no_sqrt(model, x0, t, eps, alpha_bars):  # alpha_bar instead 
     return ((eps - model(abar * x0 + (1 - abar) * eps, t)) ** 2).mean()
 
 
+def diffusion_loss_hardcoded_broadcast(model, x0, t, eps, alpha_bars):  # [:, None] fits points (B, D) only
+    abar = alpha_bars[t][:, None]
+    return ((eps - model(abar.sqrt() * x0 + (1 - abar).sqrt() * eps, t)) ** 2).mean()
+
+
 def diffusion_loss_clean_input(model, x0, t, eps, alpha_bars):  # feeds x_0 instead of x_t
     return ((eps - model(x0, t)) ** 2).mean()
 
@@ -73,6 +78,39 @@ def train_step_no_step(model, optimizer, x0, t, eps, alpha_bars):
     return loss.item()
 
 
+def train_step_model_zero_grad(model, optimizer, x0, t, eps, alpha_bars):  # zeroing through the model is fine
+    model.zero_grad()
+    loss = diffusion_loss(model, x0, t, eps, alpha_bars)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def train_step_zero_grad_late(model, optimizer, x0, t, eps, alpha_bars):  # the gradients are gone before step()
+    loss = diffusion_loss(model, x0, t, eps, alpha_bars)
+    loss.backward()
+    optimizer.zero_grad()
+    optimizer.step()
+    return loss.item()
+
+
+def train_step_steps_twice(model, optimizer, x0, t, eps, alpha_bars):
+    optimizer.zero_grad()
+    loss = diffusion_loss(model, x0, t, eps, alpha_bars)
+    loss.backward()
+    optimizer.step()
+    optimizer.step()
+    return loss.item()
+
+
+def train_step_hardcoded_broadcast(model, optimizer, x0, t, eps, alpha_bars):  # its loss breaks on images
+    optimizer.zero_grad()
+    loss = diffusion_loss_hardcoded_broadcast(model, x0, t, eps, alpha_bars)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 def train_step_returns_tensor(model, optimizer, x0, t, eps, alpha_bars):
     optimizer.zero_grad()
     loss = diffusion_loss(model, x0, t, eps, alpha_bars)
@@ -109,8 +147,9 @@ def ema_update_plain_mean(ema, weights, decay):
 CASES: dict[str, Cases] = {
     "4.1": Cases([diffusion_loss, diffusion_loss_functional],
                  [diffusion_loss_predicts_x0, diffusion_loss_no_sqrt, diffusion_loss_clean_input, diffusion_loss_sum,
-                  diffusion_loss_item, diffusion_loss_detached]),
-    "4.2": Cases([train_step], [train_step_no_zero_grad, train_step_no_step, train_step_returns_tensor,
-                                train_step_loss_after]),
+                  diffusion_loss_item, diffusion_loss_detached, diffusion_loss_hardcoded_broadcast]),
+    "4.2": Cases([train_step, train_step_model_zero_grad],
+                 [train_step_no_zero_grad, train_step_no_step, train_step_returns_tensor, train_step_loss_after,
+                  train_step_zero_grad_late, train_step_steps_twice, train_step_hardcoded_broadcast]),
     "4.3": Cases([ema_update, ema_update_lerp], [ema_update_swapped, ema_update_plain_mean]),
 }
