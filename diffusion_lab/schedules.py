@@ -154,7 +154,8 @@ class NoiseSchedule:
     def check_t(self, t: int | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
         """Validate step indices and return them as an int64 tensor (0-d for an int, else (B,)).
 
-        Raises a clear error for float steps or steps outside 0..T-1.
+        Raises a clear error for float steps, and for steps outside 0..T-1 given as ints or CPU tensors
+        (steps already on a GPU are left to the indexing's own check: reading them back would stall it).
         """
         if isinstance(t, bool):
             raise TypeError("t must be an int or an integer tensor, got a bool")
@@ -171,7 +172,8 @@ class NoiseSchedule:
         else:
             raise TypeError(f"t must be an int or an integer tensor, got {type(t).__name__}")
         t = t.long()
-        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= self.T):
+        # Reading values back from a GPU stalls it, so steps already on one are left to the indexing's own check.
+        if t.numel() and t.device.type == "cpu" and (int(t.min()) < 0 or int(t.max()) >= self.T):
             raise ValueError(
                 f"t must lie in 0..{self.T - 1} (this schedule has T={self.T} steps, counted from 0), "
                 f"got values from {int(t.min())} to {int(t.max())}"
@@ -207,17 +209,20 @@ class NoiseSchedule:
         alpha_bar = self._coeff(self.alpha_bars, t, x0)
         return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps
 
+    def _alpha_bar64(self, t: int | torch.Tensor) -> torch.Tensor:
+        """alpha_bar_t in float64, computed on the CPU (Apple's MPS has no float64)."""
+        return self.alpha_bars.cpu().double()[self.check_t(t, device=torch.device("cpu"))]
+
     def snr(self, t: int | torch.Tensor) -> torch.Tensor:
-        """Signal-to-noise ratio SNR(t) = alpha_bar_t / (1 - alpha_bar_t) (Kingma et al. 2021)."""
-        t = self.check_t(t)
-        alpha_bar = self.alpha_bars.double()[t]
-        return (alpha_bar / (1 - alpha_bar)).float()
+        """Signal-to-noise ratio SNR(t) = alpha_bar_t / (1 - alpha_bar_t) (Kingma et al. 2021), float32 on
+        the schedule's device."""
+        alpha_bar = self._alpha_bar64(t)
+        return (alpha_bar / (1 - alpha_bar)).float().to(self.device)
 
     def log_snr(self, t: int | torch.Tensor) -> torch.Tensor:
-        """log SNR(t), the natural-log signal-to-noise ratio; falls as t grows."""
-        t = self.check_t(t)
-        alpha_bar = self.alpha_bars.double()[t]
-        return (torch.log(alpha_bar) - torch.log1p(-alpha_bar)).float()
+        """log SNR(t), the natural-log signal-to-noise ratio; falls as t grows. float32 on the schedule's device."""
+        alpha_bar = self._alpha_bar64(t)
+        return (torch.log(alpha_bar) - torch.log1p(-alpha_bar)).float().to(self.device)
 
     def __repr__(self) -> str:
         return (

@@ -44,6 +44,18 @@ def check_int(value: object, name: str, low: int | None = None) -> int:
     return value
 
 
+def check_finite_data(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Training data ``x`` (N, ...) if every value is a number; else a ValueError naming the first bad sample.
+    NaN or inf in the data makes the loss NaN, which no learning rate can fix: say so before training."""
+    finite = torch.isfinite(x).flatten(1).all(1) if x.ndim > 1 else torch.isfinite(x)  # (N,)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero().flatten()
+        raise ValueError(f"{name} contain NaN or inf in {len(bad)} of {len(finite)} samples (the first is sample "
+                         f"{int(bad[0])}): fix or drop those samples before training; a lower learning rate will "
+                         f"not help")
+    return x
+
+
 def check_number(value: object, name: str, *, positive: bool = False) -> float:
     """``value`` as a float if it is a finite real number, > 0 when ``positive``, else >= 0."""
     ok = (not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)

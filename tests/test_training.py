@@ -1,5 +1,5 @@
 """Tests for diffusion_lab.training: config checks, the loss, the batch draw, a short run, divergence,
-exact resume (in-process and after SIGKILL), two-process DDP and bf16.
+exact resume (in-process and after SIGKILL), two-process DDP and mixed precision.
 
 Everything runs on the CPU with one thread per process: on a small shared machine two OpenMP threads
 fighting another job for one core make a step 50x slower.
@@ -84,7 +84,7 @@ def run_cli(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Completed
     ("lr", math.nan), ("lr", math.inf), ("lr", "1e-3"), ("grad_clip", 0.0), ("grad_clip", math.nan),
     ("weight_decay", -0.1), ("lr_schedule", "cosine"),
     ("ema_decay", 1.0), ("ema_decay", -0.1), ("cond_drop_prob", 1.0), ("cond_drop_prob", -0.5),
-    ("bf16", "yes"), ("cooldown_steps", -1), ("cooldown_steps", 1.5),
+    ("mixed_precision", "yes"), ("cooldown_steps", -1), ("cooldown_steps", 1.5),
 ])
 def test_train_config_rejects_bad_field(field, value):
     with pytest.raises(ValueError, match=rf"TrainConfig\.{field}\b"):
@@ -92,7 +92,7 @@ def test_train_config_rejects_bad_field(field, value):
 
 
 def test_train_config_accepts_edge_values():
-    TrainConfig(warmup_steps=0, ema_decay=0.0, cond_drop_prob=0.0, seed=0, lr=1, bf16=True)
+    TrainConfig(warmup_steps=0, ema_decay=0.0, cond_drop_prob=0.0, seed=0, lr=1, mixed_precision=True)
 
 
 # --- diffusion_loss ----------------------------------------------------------------------------------
@@ -294,11 +294,24 @@ def test_resume_from_unreadable_checkpoint(tmp_path, mnist_small):
     assert "\n" not in str(info.value) and "weights_only" not in str(info.value)  # one line, no unsafe advice
 
 
-def test_bf16_runs_on_cpu(mnist_small):
-    config = dataclasses.replace(FAST, steps=2, bf16=True, log_every=1)
+def test_mixed_precision_runs_bf16_on_cpu(mnist_small):
+    config = dataclasses.replace(FAST, steps=2, mixed_precision=True, log_every=1)
     state = train(tiny_unet(), schedule(), mnist_small, config, progress=False)
     assert state.step == 2 and all(math.isfinite(v) for v in state.history.losses)
     assert all(p.dtype == torch.float32 for p in state.model.parameters())
+    assert state.precision == "bf16" and train(tiny_unet(), schedule(), mnist_small, dataclasses.replace(
+        config, mixed_precision=False), progress=False).precision == "fp32"
+
+
+@pytest.mark.parametrize("device, mixed, capability, want", [
+    ("cpu", True, None, "bf16"), ("cpu", False, None, "fp32"), ("cuda", True, (8, 0), "bf16"),
+    ("cuda", True, (7, 5), "fp16"), ("cuda", False, (9, 0), "fp32"), ("mps", True, None, "fp32"),
+])
+def test_precision_follows_what_the_device_supports(monkeypatch, device, mixed, capability, want):
+    from diffusion_lab.training.precision import choose_precision
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: capability)
+    assert choose_precision(torch.device(device), mixed) == want
 
 
 # --- the command line: killed and resumed, and two processes ------------------------------------------

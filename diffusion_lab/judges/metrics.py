@@ -154,7 +154,7 @@ def diversity(images: torch.Tensor, features_fn: Callable[[torch.Tensor], torch.
     if images.shape[0] < 2:
         raise ValueError(f"diversity compares samples with each other: need at least 2 samples, got {images.shape[0]}")
     if features_fn is None:
-        flat = images.detach().flatten(1).double()  # (N, D)
+        flat = images.detach().cpu().flatten(1).double()  # (N, D), float64 on the CPU (MPS has none)
         return mean_pairwise_distance(flat / math.sqrt(flat.shape[1]))
     feats = features_fn(images)
     if not isinstance(feats, torch.Tensor) or feats.ndim != 2 or feats.shape[0] != images.shape[0]:

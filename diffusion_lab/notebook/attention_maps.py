@@ -140,9 +140,9 @@ def show_word_maps(images: torch.Tensor, labels: Sequence[Sequence[str]], maps: 
         vmax = float(maps[r, cols].max()) if shared_scale else None
         for k, j in enumerate(cols, start=1):
             ax = axes[r, k]
-            ax.imshow(maps[r, j].numpy(), cmap="magma", vmin=0 if shared_scale else None, vmax=vmax)
+            ax.imshow(maps[r, j].cpu().numpy(), cmap="magma", vmin=0 if shared_scale else None, vmax=vmax)
             if outline is not None and outline[r].any() and not outline[r].all():  # a contour needs both sides
-                ax.contour(outline[r].float().numpy(), levels=[0.5], colors="white", linewidths=0.8)
+                ax.contour(outline[r].float().cpu().numpy(), levels=[0.5], colors="white", linewidths=0.8)
             ax.set_title(f"{row[j]}\n{float(maps[r, j].mean()):.2f}", fontsize=8)
     fig.tight_layout()
     return fig

@@ -136,7 +136,8 @@ class Scheduler:
         check_pair(eps_pred, xt, "eps_pred", "xt")
         if isinstance(t, torch.Tensor) and t.numel() != 1:
             raise ValueError(f"a scheduler step takes one t for the whole batch, got shape {tuple(t.shape)}")
-        t = int(self.schedule.check_t(t.reshape(()) if isinstance(t, torch.Tensor) else t))
+        # an int t is checked on the CPU; a tensor t on a GPU costs one read, as in diffusers
+        t = int(self.schedule.check_t(t.reshape(()) if isinstance(t, torch.Tensor) else t, device=torch.device("cpu")))
         if t not in self._prev:
             shown = timesteps.tolist()
             raise ValueError(

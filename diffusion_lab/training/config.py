@@ -21,6 +21,8 @@ class TrainConfig:
     constant ``lr``, then, when ``cooldown_steps`` > 0, a linear fall to 0 over the last ones) or
     "one_cycle" (the judges: Smith's one-cycle policy, as torch's ``OneCycleLR``). ``grad_clip`` caps the
     gradient norm (None: no cap). ``ema_decay`` = 0 makes the EMA copy equal the live weights.
+    ``mixed_precision`` asks for a lower-precision forward pass; the device decides which (bf16 or fp16,
+    see ``precision.py``).
     ``cond_drop_prob`` replaces that share of conditions by the null condition (classifier-free guidance).
     """
 
@@ -34,7 +36,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 50
     seed: int = 0
-    bf16: bool = False
+    mixed_precision: bool = False
     cooldown_steps: int = 0
     weight_decay: float = 0.0
     lr_schedule: str = "warmup_stable_decay"
@@ -48,8 +50,8 @@ class TrainConfig:
         if self.grad_clip is not None:
             check_number(self.grad_clip, "TrainConfig.grad_clip", positive=True)
         check_number(self.weight_decay, "TrainConfig.weight_decay")
-        if not isinstance(self.bf16, bool):
-            raise ValueError(f"TrainConfig.bf16 must be True or False, got {self.bf16!r}")
+        if not isinstance(self.mixed_precision, bool):
+            raise ValueError(f"TrainConfig.mixed_precision must be True or False, got {self.mixed_precision!r}")
         check_fraction(self.ema_decay, "TrainConfig.ema_decay")
         check_fraction(self.cond_drop_prob, "TrainConfig.cond_drop_prob")
         if self.lr_schedule not in LR_SCHEDULES:

@@ -39,19 +39,11 @@ def shard(batch_size: int, rank: int, world_size: int) -> slice:
     return slice(rank * batch_size // world_size, (rank + 1) * batch_size // world_size)
 
 
-def gather(x: torch.Tensor, world_size: int) -> torch.Tensor:
-    """Concatenate every process's shard of a batch (B / world, ...) -> (B, ...), in rank order."""
+def sum_over_processes(tensors: list[torch.Tensor], world_size: int) -> list[torch.Tensor]:
+    """Each tensor summed over all processes (itself with one process)."""
     if world_size == 1:
-        return x
-    parts = [torch.empty_like(x) for _ in range(world_size)]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts)
-
-
-def mean_over_processes(value: float, device: torch.device, world_size: int) -> float:
-    """The mean of a number over all processes (each logs the mean loss of its own share)."""
-    if world_size == 1:
-        return value
-    m = torch.tensor([value], device=device)
-    dist.all_reduce(m)
-    return m.item() / world_size
+        return tensors
+    out = [t.clone() for t in tensors]
+    for t in out:
+        dist.all_reduce(t)
+    return out
