@@ -2,9 +2,10 @@
 # # 00 · Welcome to diffusion-lab
 #
 # Type "a watercolour of a lighthouse at dawn" into DALL·E 2, Stable Diffusion or Midjourney and a
-# picture appears that never existed before. All three are built on the same idea, the
-# **diffusion model**, and in this course you will build one yourself, from the first line of
-# PyTorch to a small text-to-image system, on an ordinary laptop.
+# picture appears that never existed before. DALL·E 2 and Stable Diffusion are published
+# **diffusion models**, and Midjourney is very likely one too (its makers have not published its
+# architecture). In this course you will build one yourself, from the first line of PyTorch to a small
+# text-to-image system, on an ordinary laptop.
 #
 # **Learning goals**
 #
@@ -60,8 +61,9 @@ plt.show()
 # %% [markdown]
 # ## 2. Where DALL·E 2, Stable Diffusion and Midjourney fit
 #
-# All three generate images by running a learned denoiser backwards from noise, steered by a text
-# prompt. They differ in *where* the denoising happens and *how* the text steers it.
+# DALL·E 2 and Stable Diffusion generate images by running a learned denoiser backwards from noise,
+# steered by a text prompt; their papers say so. Midjourney does not say how it works, so for it that
+# is an educated guess, not a fact. They differ in *where* the denoising happens and *how* the text steers it.
 #
 # | system | who, when | the idea that matters | where you build it |
 # |---|---|---|---|
@@ -69,7 +71,7 @@ plt.show()
 # | **Stable Diffusion** | CompVis, Stability AI and Runway, 2022 | *Latent* diffusion (Rombach et al. 2022): an autoencoder squeezes a 512×512 image into a 64×64×4 latent, the U-Net denoises there (far cheaper), and reads the prompt's CLIP token vectors through cross-attention; classifier-free guidance sharpens prompt-following. Its weights are public. | chapters 06–08, 10 |
 # | **Midjourney** | Midjourney, Inc., 2022 | A closed model (its architecture is not published) behind a simple loop: `/imagine` a prompt, get a grid of four, then upscale or ask for variations of the one you like. | chapter 10 |
 #
-# Underneath all three are the same pieces, and each has its chapter: the noising process (01–02),
+# Underneath the published systems are the same pieces, and each has its chapter: the noising process (01–02),
 # a U-Net denoiser (03), the training objective (04), samplers (05), text conditioning (06) and
 # guidance (07).
 #
@@ -89,7 +91,7 @@ plt.show()
 # | 09 | scores, SDEs, flows | the continuous-time view of the same idea |
 # | 10 | text-to-image systems | mini Stable Diffusion, mini DALL·E 2, an `/imagine` loop |
 #
-# Chapters 00–02 are ready; the rest are being written and will appear in `chapters/` in order.
+# Chapters 00–07 are ready; the rest are being written and will appear in `chapters/` in order.
 #
 # ## 4. Set-up check
 #
@@ -126,8 +128,11 @@ print(f"in {mode_name()} mode this chapter would use {n_samples:,} samples")
 # from `data/checkpoints/` and says so, with the command that made it.
 #
 # **Exercises.** Each chapter has at least three. An exercise is a function for you to write; the
-# committed chapters contain worked solutions between `### BEGIN SOLUTION` and `### END SOLUTION`
-# lines. To practise without seeing them, make your own copies with the solutions blanked:
+# committed chapters in `chapters/` contain worked solutions between `### BEGIN SOLUTION` and
+# `### END SOLUTION` lines, with every output. `python3 course.py lab` opens your own copies instead,
+# in `workspace/`: solutions blanked, outputs cleared, and a comment in each exercise saying where its
+# worked solution is. Your copies are never overwritten; a later start only adds new chapters. To
+# make copies elsewhere (`--force` replaces existing ones, and the answers in them):
 #
 # ```bash
 # python -m diffusion_lab student --out my_copies
@@ -212,8 +217,9 @@ print("MSE between a digit and pure noise:", round(mse(batch[0], eps).item(), 2)
 # ## Summary
 #
 # - A diffusion model learns to remove noise a little at a time; run from pure noise, it creates.
-# - DALL·E 2, Stable Diffusion and Midjourney all run a learned denoiser steered by a prompt;
-#   Stable Diffusion does it in a compressed latent space, DALL·E 2 goes through CLIP embeddings.
+# - DALL·E 2 and Stable Diffusion run a learned denoiser steered by a prompt (Midjourney most likely
+#   too; its architecture is unpublished). Stable Diffusion does it in a compressed latent space,
+#   DALL·E 2 goes through CLIP embeddings.
 # - `python -m diffusion_lab doctor` checks your set-up; `DIFFUSION_LAB_QUICK=1` shortens every
 #   chapter; `python -m diffusion_lab student` writes exercise copies without solutions.
 #

@@ -10,11 +10,12 @@
 # **Learning goals**
 #
 # - Write one noising step, $x_t = \sqrt{1-\beta_t}\,x_{t-1} + \sqrt{\beta_t}\,\epsilon$, and run it as a chain.
-# - Explain why the $\sqrt{1-\beta_t}$ factor keeps the variance at one, so the chain ends in pure noise $\mathcal N(0, I)$.
+# - Explain why the chain ends in pure noise $\mathcal N(0, I)$: the data's share $\sqrt{\bar\alpha_t}$ falls to almost
+#   zero, while the $\sqrt{1-\beta_t}$ factor keeps the variance at one along the way.
 # - Derive the closed form $q(x_t \mid x_0) = \mathcal N\big(\sqrt{\bar\alpha_t}\,x_0,\ (1-\bar\alpha_t) I\big)$ and check it numerically against the step-by-step chain.
 # - Explore a noised image at every step with a slider.
 #
-# *Runs in about half a minute on a laptop CPU.*
+# *Runs in under ten seconds on a 2-core laptop CPU (6.3 s in `bench/results/chapter_times.md`).*
 
 # %%
 import math
@@ -49,11 +50,17 @@ print(f"mode: {mode_name()}")
 # trained to make that guess. Chain a thousand guesses together, starting from pure static, and you
 # get a brand-new picture. That is the whole plan of this course; this chapter builds the first half.
 #
-# **Notation.** $x_0$ is a clean data point (an image, or a 2-D point). $x_t$ is the same data after
-# $t$ noising steps. $\beta_t$ is the variance of the noise added at step $t$, and
-# $\epsilon \sim \mathcal N(0, I)$ is fresh standard Gaussian noise. In code these are `x0`, `xt`,
-# `betas` and `eps`. The DDPM paper (Ho et al. 2020) counts steps from 1 to $T$; our code counts
-# from 0 to $T-1$, like every Python array, so `betas[0]` is the first step.
+# **Notation.** $x_0$ is a clean data point (an image, or a 2-D point). $\beta_t$ is the variance of
+# the noise added at step $t$, $x_t$ is the data just after step $t$, and $\epsilon \sim \mathcal N(0, I)$
+# is fresh standard Gaussian noise. In code these are `x0`, `betas`, `xt` and `eps`.
+#
+# **Counting steps.** Our code counts the $T$ steps from 0 to $T-1$, like every Python array, and so
+# does every formula in this course: `betas[0]` is the first step, and $x_t$ is the data after steps
+# $0, 1, \dots, t$, that is after $t + 1$ noising steps. The DDPM paper (Ho et al. 2020) counts from 1 to
+# $T$, so our step $t$ is the paper's step $t + 1$: our $\beta_t$, $\bar\alpha_t$ and $x_t$ are its
+# $\beta_{t+1}$, $\bar\alpha_{t+1}$ and $x_{t+1}$. Only the clean data keeps its paper name, $x_0$
+# (`x0`), although in our numbering it comes *before* step 0: where a formula goes from $x_{t-1}$ to
+# $x_t$, read $x_{t-1}$ at $t = 0$ as the clean $x_0$ (chapter 05 meets the same edge as $\bar\alpha_{-1} = 1$).
 #
 # We will work with two kinds of data: a photo (Rear Admiral Grace Hopper, a public-domain image
 # that ships with matplotlib) and a 2-D "swiss roll" of points, where we can *see* the whole
@@ -124,9 +131,10 @@ show_images(torch.stack(snapshots), nrow=8, titles=[f"t = {t}" for t in snapshot
 plt.show()
 
 # %% [markdown]
-# After 50 steps the photo is grainy but clear; by step 200 it is a ghost; by step 500 there is
-# nothing a human would recognise, and the rest of the way it is static turning into other static.
-# (Chapter 02 asks whether spending half the steps on near-static is wise.)
+# At $t = 50$ the photo is grainy but clear, and at $t = 200$ the face is still plain to see through
+# heavy noise; by $t = 350$ it is a ghost, and by $t = 500$ there is nothing a human would recognise:
+# the rest of the way it is static turning into other static. (Chapter 02 asks whether spending half
+# the steps on near-static is wise.)
 #
 # The same chain on the swiss roll shows what happens to a whole *distribution*: every point takes
 # its own random walk, the spiral blurs, and the cloud settles into a round Gaussian blob centred on
@@ -159,13 +167,19 @@ animate(draw, len(chain_at), figsize=(2.6, 2.6), fps=3)
 #
 # If $v = 1$ the result is $1$ again: a variance of one is a *fixed point*. And if $v \neq 1$, the gap
 # to one shrinks by a factor $(1-\beta_t)$ at every step, so whatever the data's scale, the chain is
-# pulled towards variance one, and its end is (very nearly) $\mathcal N(0, I)$, a distribution we
-# know how to sample from. That is exactly what generation will start from.
+# pulled towards variance one.
+#
+# That fixes the *scale* of the end point, not what it contains: a variance of one could still be a
+# noisy photo. The end is pure noise $\mathcal N(0, I)$, a distribution we know how to sample from,
+# because the data itself fades out: section 5 shows that $x_t$ keeps only a factor $\sqrt{\bar\alpha_t}$
+# of $x_0$, and that factor falls to almost zero by the last step. The two work together: the signal
+# fades, and the shrink lets noise take its place without the total growing. That end is exactly what
+# generation will start from.
 #
 # Without the shrink factor, $x_t = x_{t-1} + \sqrt{\beta_t}\,\epsilon$, the variance would only
 # grow, $v + \sum_t \beta_t$, and the end point would depend on the data.
 #
-# ### Exercise 1.4: the variance after one step
+# ### Exercise 1.2: the variance after one step
 #
 # Write `variance_after_step(v, beta)`: the variance of $x_t$ when $x_{t-1}$ has variance `v`.
 
@@ -241,9 +255,12 @@ plt.show()
 #   \qquad\text{i.e.}\qquad q(x_t \mid x_0) = \mathcal N\big(\sqrt{\bar\alpha_t}\,x_0,\ (1-\bar\alpha_t)\, I\big).$$
 #
 # $\bar\alpha_t$ ("alpha-bar", `alpha_bars` in code) is the fraction of the original signal's
-# variance that survives to step $t$. It starts near 1 and falls towards 0.
+# variance that survives steps $0$ to $t$: a product of $t + 1$ factors, one per step taken (in the
+# paper's numbering, $\bar\alpha_{t+1} = \prod_{s=1}^{t+1} \alpha_s$). It starts near 1 and falls towards 0:
+# the linear schedule ends at $\bar\alpha_{T-1} = 4.04 \times 10^{-5}$ (printed below), so the last $x_t$ keeps
+# less than 1 % of the image's amplitude: the "almost zero" of section 4.
 #
-# ### Exercise 1.2: alpha-bar
+# ### Exercise 1.3: alpha-bar
 #
 # Write `alpha_bars_from_betas(betas)` returning $\bar\alpha_t$ for every $t$ (a tensor of shape
 # `(T,)`). *Hint:* `torch.cumprod`.
@@ -261,7 +278,7 @@ def alpha_bars_from_betas(betas: torch.Tensor) -> torch.Tensor:
 check_alpha_bars(alpha_bars_from_betas)
 
 # %% [markdown]
-# ### Exercise 1.3: sampling $x_t$ in one go
+# ### Exercise 1.4: sampling $x_t$ in one go
 #
 # Write `q_sample(x0, alpha_bar, eps)` returning $x_t$ for a *batch*: `x0` and `eps` have shape
 # `(B, ...)` and `alpha_bar` has shape `(B,)`, one value per sample. *Hint:* to multiply each sample
@@ -382,9 +399,12 @@ timestep_explorer(x0_photo, schedule)
 #
 # - One forward step shrinks and adds noise: $x_t = \sqrt{1-\beta_t}\,x_{t-1} + \sqrt{\beta_t}\,\epsilon$.
 #   Chained $T$ times, it turns any data into (nearly) $\mathcal N(0, I)$.
-# - The $\sqrt{1-\beta_t}$ factor makes variance one a fixed point that every start is pulled to.
+# - The $\sqrt{1-\beta_t}$ factor makes variance one a fixed point that every start is pulled to, so the
+#   noise can replace the signal without the scale growing.
 # - Gaussian steps compose: $q(x_t \mid x_0) = \mathcal N(\sqrt{\bar\alpha_t}\,x_0, (1-\bar\alpha_t) I)$ with
-#   $\bar\alpha_t = \prod_{s \le t}(1-\beta_s)$. We checked it against the chain with histograms.
+#   $\bar\alpha_t = \prod_{s \le t}(1-\beta_s)$. We checked it against the chain with histograms. Since
+#   $\bar\alpha_{T-1}$ is almost 0, the end keeps almost nothing of $x_0$: that is why it is pure noise.
+# - Steps are counted from 0 in code and in our formulas: step $t$ is the paper's step $t + 1$.
 # - In the package: `NoiseSchedule.from_name(...)`, `schedule.alpha_bars`, `schedule.add_noise(x0, eps, t)`.
 #
 # ## What's next

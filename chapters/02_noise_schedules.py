@@ -103,7 +103,8 @@ for s in (linear, cosine):
 # ### Cosine (Nichol & Dhariwal 2021)
 #
 # Instead of choosing the $\beta$s and living with the $\bar\alpha_t$ they give, the cosine schedule
-# chooses $\bar\alpha_t$ directly, as a curve that falls slowly at both ends and steadily in the middle:
+# chooses $\bar\alpha_t$ directly, as a curve that falls slowly at both ends and steadily in the middle.
+# In the paper's numbering (steps $1, \dots, T$; the code's version follows below):
 #
 # $$\bar\alpha_t = \frac{f(t)}{f(0)}, \qquad f(t) = \cos^2\!\left(\frac{t/T + s}{1 + s}\cdot\frac{\pi}{2}\right),
 # \qquad s = 0.008,$$
@@ -163,12 +164,16 @@ print(f"largest difference: {float((mine - package).abs().max()):.1e}")
 #
 # ### Sigmoid (GeoDiff, Xu et al. 2022)
 #
-# The third schedule keeps the linear schedule's end points but lets $\beta_t$ follow an S-shaped curve:
+# The third schedule starts from the linear schedule's $\beta_{\text{start}}$ and $\beta_{\text{end}}$ but lets
+# $\beta_t$ follow an S-shaped curve between them:
 #
 # $$\beta_t = \beta_{\text{start}} + (\beta_{\text{end}} - \beta_{\text{start}})\,
 # \sigma\!\left(-6 + 12\,\tfrac{t}{T-1}\right), \qquad \sigma(z) = \frac{1}{1 + e^{-z}}.$$
 #
 # The noise per step stays tiny for longer, rises quickly around the middle and levels off at the end.
+# It keeps the linear end points only approximately: $\sigma(-6) \approx 0.0025$ is not quite 0, nor
+# $\sigma(6)$ quite 1, so the table below prints $\beta_0 = 1.49 \times 10^{-4}$ rather than $10^{-4}$, and
+# $\beta_{T-1} \approx 0.01995$ sits just under 0.02 (the table rounds it to 0.02).
 #
 # ### And the one in Stable Diffusion
 #
@@ -379,8 +384,9 @@ for name, curve in psnr_curves.items():
 # %% [markdown]
 # By PSNR too, the cosine schedule keeps the photo about twice as long as the linear one (and the
 # sigmoid schedule, gentle at the start, is ahead of both at 20 dB). But look back at the
-# strips: under the linear schedule the photo's PSNR is below 10 dB from about $t = 215$, yet at
-# $t = 300$ the face is still clearly visible. PSNR counts how much noise there is, not whether you can
+# strips: under the linear schedule the photo's PSNR is below 10 dB from $t = 214$, yet at $t = 300$
+# ($\bar\alpha_{300} = 0.39$) the face can still be made out, as in chapter 01's chain, where it was plain
+# to see at $t = 200$ and a ghost by $t = 350$. PSNR counts how much noise there is, not whether you can
 # still tell what the picture shows. It calls the image "ruined" while it is still obviously
 # recognisable. For that question we need a judge of *content*.
 #
@@ -545,8 +551,8 @@ schedule_explorer(photo)
 #   $\bar\alpha_t$: how much of $x_0$ survives to step $t$.
 # - **Linear** (DDPM): $\beta_t$ from $10^{-4}$ to $0.02$. Its $\bar\alpha_t$ falls like a bell curve and
 #   reaches almost zero by $t/T \approx 0.6$.
-# - **Cosine** (Nichol & Dhariwal): $\bar\alpha_t = f(t)/f(0)$ with $f = \cos^2$. It falls steadily,
-#   with $\log \mathrm{SNR}$ nearly a straight line. **Sigmoid** (GeoDiff) lies in between;
+# - **Cosine** (Nichol & Dhariwal): $\bar\alpha_t = f(t+1)/f(0)$ with $f = \cos^2$ (our step numbering).
+#   It falls steadily, with $\log \mathrm{SNR}$ nearly a straight line. **Sigmoid** (GeoDiff) lies in between;
 #   Stable Diffusion's **scaled_linear** is made for latents and never quite reaches pure noise.
 # - $\mathrm{SNR}(t) = \bar\alpha_t / (1 - \bar\alpha_t)$. Linear reaches SNR = 1 at $t = 259$, cosine at
 #   $t = 496$.

@@ -32,8 +32,8 @@
 # - Explain what the exponential moving average (EMA) of the weights is for, and write its update.
 # - Load the course's shipped checkpoint, and know how it was made and how to remake it.
 #
-# **Run time:** about 3.5 minutes in full mode on a 2-core laptop CPU, most of it the MNIST training of
-# section 5.
+# **Run time:** about 4 minutes in full mode on a 2-core laptop CPU (3.9 min in
+# `bench/results/chapter_times.md`), most of it the MNIST training of section 5.
 
 # %%
 import time
@@ -73,8 +73,8 @@ print(f"mode: {mode_name()}")
 # So a network that can tell which part of $x_t$ is noise can also tell what the clean image was.
 # Ho et al. (2020) let the network $\epsilon_\theta(x_t, t)$ predict the noise, and derived its loss from
 # the likelihood of the data. That derivation gives a weighted sum over $t$ of squared errors
-# $\lVert \epsilon - \epsilon_\theta(x_t, t)\rVert^2$; they found that dropping the weights trains
-# better models, and named the result the **simplified loss**:
+# $\lVert \epsilon - \epsilon_\theta(x_t, t)\rVert^2$; they found that dropping the weights gives
+# better *samples*, and named the result the **simplified loss**:
 #
 # $$L_{\text{simple}}(\theta) = \mathbb E_{x_0,\ t \sim \mathcal U\{0..T-1\},\ \epsilon \sim \mathcal N(0, I)}
 # \Big[\big\lVert \epsilon - \epsilon_\theta\big(\sqrt{\bar\alpha_t}\, x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon,\ t\big)\big\rVert^2\Big].$$
@@ -82,10 +82,24 @@ print(f"mode: {mode_name()}")
 # Algorithm 1 of their paper is this loss inside a loop: draw a batch of $x_0$, a step $t$ and a noise
 # $\epsilon$ for each, take a gradient step on $L_{\text{simple}}$, repeat.
 #
+# Better samples, not a better model in every sense. Compared with the true bound, $L_{\text{simple}}$
+# gives less weight to the small $t$, where the noise is faint, and so relatively more to the harder
+# denoising at larger $t$ (their §3.4). That suits the eye but not the likelihood. On
+# CIFAR-10 (Ho et al. 2020, Tables 1 and 2) training on $L_{\text{simple}}$ gave the best FID, 3.17 against
+# 13.51 for the true bound, but a slightly worse log-likelihood: at most 3.75 bits per dimension against
+# 3.70 for the true bound (lower is better).
+#
+# Two details of the formula. It counts the steps from 0, like our code (chapter 01), where the paper
+# draws $t$ from $1, \dots, T$. And its $\lVert\cdot\rVert^2$ is a *sum* over all pixels (or coordinates),
+# whereas the code takes the *mean* (`F.mse_loss`, `.mean()`). The two differ
+# by a constant factor, the number of pixels, which only rescales the gradients (the learning rate absorbs
+# it) and leaves the best network unchanged.
+#
 # Why predict $\epsilon$ and not $x_0$ directly? Both are possible, and many models do predict $x_0$ or a
 # mix of the two (the "$v$-prediction" of later Stable Diffusion versions). The noise has a fixed scale
 # (variance 1 at every $t$), so the regression target is equally sized at all noise levels, which
-# keeps training well behaved. A network that outputs zeros everywhere scores exactly $\mathbb E[\epsilon^2] = 1$:
+# keeps training well behaved. With the mean, a network that outputs zeros everywhere scores
+# $\mathbb E[\epsilon^2] = 1$:
 # **a loss of 1 is "knows nothing"**, and every plot below can be read against that line.
 #
 # Here is one batch of the loss in four visible lines, on a batch of 2-D points and an untrained
@@ -114,8 +128,8 @@ print(f"always predicting zero:        {F.mse_loss(torch.zeros_like(eps), eps).i
 #
 # ### Exercise 4.1: the loss
 #
-# Write `diffusion_loss(model, x0, t, eps, alpha_bars)` returning the simplified loss of one batch as a
-# 0-d tensor: build $x_t$ from the closed form, call `model(xt, t)`, and return the mean squared error
+# Write `my_diffusion_loss(model, x0, t, eps, alpha_bars)` (the `my_` keeps the package's `diffusion_loss`,
+# used above, from being overwritten) returning the simplified loss of one batch as a 0-d tensor: build $x_t$ from the closed form, call `model(xt, t)`, and return the mean squared error
 # against `eps`. `x0` and `eps` have shape $(B, \dots)$ (points or images), `t` has shape $(B,)$, and
 # `alpha_bars` is the schedule's $(T,)$ tensor. *Hint:* `alpha_bars[t]` has shape $(B,)$; reshape it to
 # $(B, 1, \dots)$ so that it multiplies each sample, as in exercise 0.2 (`append_dims` is imported above).
@@ -208,8 +222,8 @@ print(f"mean loss over the last 50 steps: {sum(my_losses[-50:]) / len(my_losses[
 # cross-entropy objective). The extras: AdamW with a short learning-rate warm-up, gradient clipping (a rare huge gradient cannot throw the weights far), an exponential moving
 # average of the weights (section 5), checkpoints you can resume from, a clear stop if the loss becomes
 # NaN, and, below, a live plot: the left panel is the loss, the right one the loss so far for each tenth
-# of the steps $t$. Watch it move while it trains. 3,000 steps of 512 points take about half a minute on
-# two CPU cores.
+# of the steps $t$. Watch it move while it trains. 3,000 steps of 512 points take under a minute on
+# two CPU cores (52 s in the saved run).
 
 # %%
 toy_config = TrainConfig(steps=pick(3000, 300), batch_size=512, lr=1e-3, warmup_steps=100, ema_decay=0.995,
@@ -393,7 +407,8 @@ print(f"hardware: {info['hardware']}")
 print(f"size:     {info['bytes'] / 1e6:.1f} MB")
 
 # %% [markdown]
-# Anyone can remake it with that command (`python -m diffusion_lab train --preset mnist --publish`),
+# Anyone can remake it with that command (`python -m diffusion_lab train --preset mnist --steps 20000 --publish`;
+# 20,000 steps is the preset's default, so `--preset mnist --publish` does the same),
 # and `--resume` continues a run that was interrupted, as this one was: it was stopped after 12,898
 # steps and resumed from its step-12,750 checkpoint, losing only the 148 steps since then. Sixty-four of
 # its samples, again 50 DDIM steps:
@@ -418,7 +433,7 @@ plt.show()
 # - The loss has a floor at each $t$ set by the data: highest at small $t$, where the noise is a tiny
 #   nudge that may look like data, and near zero at large $t$. Compare models step by step.
 # - Sample from an exponential moving average of the weights, not the last weights.
-# - A 2-D spiral trains in half a minute; MNIST digits need about three hours of laptop CPU, so the
+# - A 2-D spiral trains in under a minute; MNIST digits need about three hours of laptop CPU, so the
 #   course ships that model, with the command that made it.
 #
 # ## What's next

@@ -16,11 +16,12 @@
 # # 05 · Sampling: from pure noise to a digit
 #
 # Chapter 04 trained a network $\epsilon_\theta(x_t, t)$ that names the noise in a noisy image. This
-# chapter turns that skill into a generator. Start from pure noise $x_T \sim \mathcal N(0, I)$, ask the
-# network what noise it sees, remove a little of it, and repeat until $t = 0$. The original DDPM
-# sampler takes all 1,000 steps, one network call each. The question that shaped every system since,
-# including Stable Diffusion's 20 to 50 steps, is how few you can take. We derive the step, watch it
-# work, and then measure what skipping steps costs.
+# chapter turns that skill into a generator. Start from pure noise $x_T \sim \mathcal N(0, I)$ (the papers'
+# name for the end of the chain; in chapter 01's step numbering the end is $x_{T-1}$, the data after the
+# last step), ask the network what noise it sees, remove a little of it, and repeat until $t = 0$. The
+# original DDPM sampler takes all 1,000 steps, one network call each. The question that shaped every
+# system since, including Stable Diffusion's 20 to 50 steps, is how few you can take. We derive the step,
+# watch it work, and then measure what skipping steps costs.
 #
 # **Learning goals**
 #
@@ -76,8 +77,10 @@ print(f"mode: {mode_name()}")
 # $$\tilde\mu_t(x_t, x_0) = \tilde\beta_t\Big(\frac{\sqrt{\alpha_t}}{\beta_t}x_t + \frac{\sqrt{\bar\alpha_{t-1}}}{1-\bar\alpha_{t-1}}x_0\Big)
 # = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\,x_0 + \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t .$$
 #
-# (Equations 6 and 7 of Ho et al. 2020. At $t = 0$ take $\bar\alpha_{-1} = 1$: then $\tilde\beta_0 = 0$ and the
-# mean is $x_0$ itself.) The mean is a weighted mix of where we are, $x_t$, and where we are heading, $x_0$.
+# (Equations 6 and 7 of Ho et al. 2020, with steps counted from 0 as in chapter 01, so our $t$ is the paper's
+# $t + 1$. At $t = 0$ the step back lands on the clean data itself, which in our numbering comes before
+# step 0: take $\bar\alpha_{-1} = 1$, and then $\tilde\beta_0 = 0$ and the mean is $x_0$ itself.)
+# The mean is a weighted mix of where we are, $x_t$, and where we are heading, $x_0$.
 #
 # We do not know $x_0$, but chapter 04 showed that the noise prediction gives a guess of it:
 #
@@ -91,6 +94,11 @@ print(f"mode: {mode_name()}")
 # It looks odd to add fresh noise while removing noise. But $\hat x_0$ is only a guess, blurry while $t$ is
 # large, and the noise keeps $x_{t-1}$ as spread out as real noisy images at step $t-1$ are. Each step
 # removes a little more noise than it adds.
+#
+# How much noise to add is a choice. This course always uses the posterior's own variance, $\tilde\beta_t$.
+# Ho et al. also tried $\beta_t$, slightly larger ($\tilde\beta_t \le \beta_t$, with the two close except at
+# the smallest $t$), and found that both gave similar samples (§3.2). In diffusers they are the
+# scheduler's `variance_type="fixed_small"` ($\tilde\beta_t$, the default) and `"fixed_large"` ($\beta_t$).
 #
 # ### Exercise 5.1: the posterior mean
 #
@@ -276,7 +284,8 @@ print(ddim_timesteps(1000, 10))
 
 # %% [markdown]
 # Notice that the 10-step sampler starts at $t = 900$, not $999$. It treats pure noise as if it were
-# $x_{900}$, where the cosine schedule leaves $\sqrt{\bar\alpha_{900}} \approx 0.08$ of the image. The
+# $x_{900}$, where the cosine schedule leaves $\sqrt{\bar\alpha_{900}} \approx 0.15$ of the image (chapter 02's
+# strip shows $\bar\alpha_{900} = 0.024$). The
 # mismatch is small here. Lin et al. (2024) show it matters for large models and propose "trailing" spacing,
 # which starts at $T - 1$.
 #

@@ -19,8 +19,9 @@
 # ask for: "a small red circle in the top left". This chapter builds that ability in the order the
 # field did. First a class label, one learned vector per digit. Then words: a **tokenizer** turns a
 # prompt into integers, a small **text encoder** turns them into one vector per word, and
-# **cross-attention** lets every pixel of the U-Net read those vectors. This is exactly how Stable
-# Diffusion reads its prompt, at a scale a laptop can train. Then we look inside: which words does each
+# **cross-attention** lets every pixel of the U-Net read those vectors. This is the mechanism Stable
+# Diffusion reads its prompt with, at a scale a laptop can train (section 2 notes the one place where we
+# do it differently: a padding mask). Then we look inside: which words does each
 # part of the picture read? And we ask the question that decides whether words were worth it: can the
 # model draw a green triangle, when no picture it was trained on showed one?
 #
@@ -152,8 +153,17 @@ print(tokenizer.mask(ids).int())  # 1 for a real token, 0 for padding
 # %% [markdown]
 # Every prompt becomes a row of the same length, so a batch of prompts is one $(B, L)$ tensor with
 # $L = 12$, like a batch of class labels is one $(B,)$ tensor. Padding must not mean anything, and the
-# **mask** says where it is: the model will be told to ignore those positions. A word the tokenizer does
-# not know is an error, with a hint, rather than a silent guess:
+# **mask** says where it is: the model will be told to ignore those positions.
+#
+# Here we part from Stable Diffusion. Versions 1.x and 2.x were trained without a padding mask: the
+# U-Net attends to all 77 positions, padding included. That works for them because their CLIP text
+# encoder lets each position read the positions before it, so the vectors at the padding positions
+# come out as summaries of the whole prompt, and the U-Net learnt to use them. Our encoder and U-Net
+# learn together from scratch, and our prompts vary in length (a short prompt is mostly padding), so we
+# mask: the model reads only real tokens, the attention weights of section 7 are spread over real words
+# alone, and nothing at a padding position can reach the picture.
+#
+# A word the tokenizer does not know is an error, with a hint, rather than a silent guess:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -207,10 +217,11 @@ print(f"ids {tuple(ids.shape)} -> context {tuple(context.shape)}: one {encoder.d
 print(f"text encoder: {count_parameters(encoder):,} parameters")
 
 # %% [markdown]
-# Stable Diffusion takes CLIP's text encoder instead: trained beforehand, on 400 million captioned
-# images, to match captions with pictures, and kept frozen, with 77 vectors of width 768. Ours learns
-# together with the U-Net, from the 20-word captions alone. Chapter 10 trains a CLIP-style encoder and
-# plugs it in here through the same interface.
+# Stable Diffusion 1.x takes the text encoder of OpenAI's CLIP ViT-L/14 instead: trained beforehand, on
+# 400 million captioned images, to match captions with pictures, and kept frozen, with 77 vectors of
+# width 768. Stable Diffusion 2.x swapped in OpenCLIP ViT-H/14, trained the same way on the larger
+# LAION-2B set, whose vectors have width 1024. Ours learns together with the U-Net, from the 20-word
+# captions alone. Chapter 10 trains a CLIP-style encoder and plugs it in here through the same interface.
 #
 # ## 4. Cross-attention: each pixel reads the words
 #
@@ -340,7 +351,7 @@ data = make_shapes(pick(6000, 600), seed=0, split="train")  # only the 220 train
 caption_ids = tokenizer.encode(data.captions)  # (N, 12)
 schedule = NoiseSchedule.from_name("cosine", T=1000)
 config = TrainConfig(steps=pick(200, 8), batch_size=32, lr=1e-3, warmup_steps=50, ema_decay=0.99,
-                     cond_drop_prob=0.1, log_every=pick(20, 4), bf16=True)
+                     cond_drop_prob=0.1, log_every=pick(20, 4), mixed_precision=True)
 start = time.perf_counter()
 objective = DiffusionObjective(schedule, data.images, cond=caption_ids, null_cond=model.null_condition(1)[0])
 state = fit(model, objective, config, on_log=LiveLossPlot(schedule.T, title="shapes with captions"))
@@ -622,10 +633,12 @@ plt.show()
 # - A tokenizer turns a prompt into a fixed-length row of ids, `<start>` first and `<pad>` after, with a
 #   mask marking the padding; a batch of prompts is one $(B, L)$ tensor.
 # - The text encoder turns the ids into one vector per token, the context $c \in \mathbb R^{L \times D}$.
-#   Ours is a small transformer trained with the U-Net; Stable Diffusion uses CLIP's, frozen.
+#   Ours is a small transformer trained with the U-Net; Stable Diffusion uses a frozen CLIP encoder
+#   (1.x: CLIP ViT-L/14, width 768; 2.x: OpenCLIP ViT-H/14, width 1024).
 # - Cross-attention lets each pixel read the words: queries from the pixels, keys and values from the
-#   tokens, $\text{softmax}(QK^\top/\sqrt d + M)\,V$ with $M = -\infty$ at padding, added to the
-#   feature map and started at zero. Our U-Net reads the prompt at 16 × 16 and 8 × 8.
+#   tokens, $\text{softmax}(QK^\top/\sqrt d + M)\,V$ with $M = -\infty$ at padding (Stable Diffusion
+#   1.x/2.x use no such mask and read all 77 positions), added to the feature map and started at zero.
+#   Our U-Net reads the prompt at 16 × 16 and 8 × 8.
 # - Training is unchanged apart from passing the caption ids, one in ten replaced by the empty prompt.
 # - Attention maps are read, not assumed: here colour and shape words are read on the shape, and
 #   position words by the background around it.

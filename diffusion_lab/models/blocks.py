@@ -5,8 +5,10 @@ unlike BatchNorm, does not depend on the batch, so training and sampling behave 
 
 Zero initialisation: the last conv of every residual branch starts at zero, so each ``ResBlock`` (and
 each attention block) starts as the identity, ``x + 0``. The network then begins as a short,
-well-behaved path from input to output and grows its branches during training; this is what DDPM,
-guided-diffusion and diffusers do for stable diffusion training (Goyal et al. 2017 call it "zero-gamma").
+well-behaved path from input to output and grows its branches during training. The recipe comes from
+Ho et al.'s DDPM code (``init_scale=0.`` on a block's last conv) and OpenAI's guided-diffusion
+(``zero_module``); diffusers' ``ResnetBlock2D`` does not zero-initialise by default. Goyal et al. 2017 do
+the same for ResNets with the last BatchNorm's scale ("zero-gamma").
 """
 
 from __future__ import annotations
