@@ -42,7 +42,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from diffusion_lab.config import mode_name, pick, seed_everything
+from diffusion_lab.config import mode_name, pick, pick_device, seed_everything
 from diffusion_lab.data import make_toy, mnist_tensors
 from diffusion_lab.exercises import check_diffusion_loss, check_ema_update, check_train_step
 from diffusion_lab.models import MLPConfig, MLPDenoiser, UNet, UNetConfig
@@ -56,7 +56,8 @@ from diffusion_lab.training import DiffusionObjective, TrainConfig, diffusion_lo
 
 use_course_style()
 seed_everything(0)
-print(f"mode: {mode_name()}")
+device = pick_device()  # CUDA, then Apple's MPS, then the CPU: every model below is trained and sampled there
+print(f"mode: {mode_name()}, device: {device}")
 
 # %% [markdown]
 # ## 1. From "undo the noise" to "predict the noise"
@@ -188,15 +189,16 @@ check_train_step(train_step)
 # %%
 data_2d = make_toy("swiss_roll", 50_000, seed=0)  # (50000, 2)
 torch.manual_seed(0)
-my_model = MLPDenoiser(MLPConfig())
+my_model = MLPDenoiser(MLPConfig()).to(device)
 optimizer = torch.optim.AdamW(my_model.parameters(), lr=1e-3)
-gen = torch.Generator().manual_seed(1)
+gen = torch.Generator().manual_seed(1)  # draws on the CPU, then moves: the same numbers on every device
 my_losses = []
-for step in range(pick(300, 30)):
+for _step in range(pick(300, 30)):
     batch = data_2d[torch.randint(0, len(data_2d), (512,), generator=gen)]
     t = torch.randint(0, schedule.T, (512,), generator=gen)
     eps = torch.randn(batch.shape, generator=gen)
-    my_losses.append(train_step(my_model, optimizer, batch, t, eps, schedule.alpha_bars))
+    my_losses.append(train_step(my_model, optimizer, batch.to(device), t.to(device), eps.to(device),
+                                schedule.alpha_bars.to(device)))
 
 fig, ax = plt.subplots(figsize=(5, 2.6))
 ax.plot(my_losses, lw=0.8, label="one batch")
@@ -223,7 +225,7 @@ print(f"mean loss over the last 50 steps: {sum(my_losses[-50:]) / len(my_losses[
 # average of the weights (section 5), checkpoints you can resume from, a clear stop if the loss becomes
 # NaN, and, below, a live plot: the left panel is the loss, the right one the loss so far for each tenth
 # of the steps $t$. Watch it move while it trains. 3,000 steps of 512 points take under a minute on
-# two CPU cores (52 s in the saved run).
+# two CPU cores (53 s in the saved run).
 
 # %%
 toy_config = TrainConfig(steps=pick(3000, 300), batch_size=512, lr=1e-3, warmup_steps=100, ema_decay=0.995,
@@ -231,7 +233,7 @@ toy_config = TrainConfig(steps=pick(3000, 300), batch_size=512, lr=1e-3, warmup_
 torch.manual_seed(0)
 toy = MLPDenoiser(MLPConfig())
 start = time.perf_counter()
-toy_state = fit(toy, DiffusionObjective(schedule, data_2d), toy_config,
+toy_state = fit(toy, DiffusionObjective(schedule, data_2d), toy_config, device=device,
                 on_log=LiveLossPlot(schedule.T, title="2-D swiss roll"))
 print(f"trained {toy_config.steps} steps in {time.perf_counter() - start:.0f} s")
 
@@ -242,14 +244,15 @@ print(f"trained {toy_config.steps} steps in {time.perf_counter() - start:.0f} s"
 
 # %%
 scheduler = DDPMScheduler(schedule, clip_sample_range=3.0)  # chapter 05: why the range (these points lie within +-2.5)
-scheduler.set_timesteps()  # all T = 1000 steps
+scheduler.set_timesteps(pick(None, 100))  # all T = 1000 steps (quick mode: 100)
 gen = torch.Generator().manual_seed(2)
+n_points = pick(2000, 500)
 start = time.perf_counter()
-points = sample(toy_state.ema.model, scheduler, (2000, 2), generator=gen)
-print(f"sampled 2000 points in {time.perf_counter() - start:.1f} s")
+points = sample(toy_state.ema.model, scheduler, (n_points, 2), generator=gen, device=device).cpu()
+print(f"sampled {n_points} points in {scheduler.num_inference_steps} steps in {time.perf_counter() - start:.1f} s")
 
 fig, axes = plt.subplots(1, 3, figsize=(9, 3))
-plot_points(torch.randn(2000, 2, generator=gen), axes[0], title="start: pure noise $x_T$")
+plot_points(torch.randn(n_points, 2, generator=gen), axes[0], title="start: pure noise $x_T$")
 plot_points(points, axes[1], title="generated $x_0$", color="C1")
 plot_points(data_2d[:2000], axes[2], title="training data", color="C2")
 plt.show()
@@ -266,7 +269,7 @@ plt.show()
 
 # %%
 t_grid = list(range(0, schedule.T, 50)) + [schedule.T - 1]
-toy_curve = loss_by_timestep(toy_state.ema.model, schedule, data_2d[:2000], t_grid,
+toy_curve = loss_by_timestep(toy_state.ema.model, schedule, data_2d[:2000].to(device), t_grid,
                              generator=torch.Generator().manual_seed(3))
 
 fig, ax = plt.subplots(figsize=(5, 2.8))
@@ -330,11 +333,11 @@ check_ema_update(ema_update)
 # %%
 digits, _ = mnist_tensors("train")  # (20000, 1, 28, 28) in [-1, 1]
 mnist_config = TrainConfig(steps=pick(400, 15), batch_size=64, lr=1e-3, warmup_steps=50, ema_decay=0.995,
-                           log_every=pick(20, 5), bf16=True)
+                           log_every=pick(20, 5), mixed_precision=True)
 torch.manual_seed(0)
 unet = UNet(UNetConfig.mnist())
 start = time.perf_counter()
-mnist_state = fit(unet, DiffusionObjective(schedule, digits), mnist_config,
+mnist_state = fit(unet, DiffusionObjective(schedule, digits), mnist_config, device=device,
                   on_log=LiveLossPlot(schedule.T, title="MNIST U-Net"))
 minutes = (time.perf_counter() - start) / 60
 print(f"trained {mnist_config.steps} steps ({mnist_config.steps * mnist_config.batch_size:,} images) "
@@ -348,8 +351,8 @@ print(f"trained {mnist_config.steps} steps ({mnist_config.steps * mnist_config.b
 ddim = DDIMScheduler(schedule)
 ddim.set_timesteps(50)
 x_T = torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(4))
-raw_samples = sample(mnist_state.model.eval(), ddim, x_T.shape, x_T=x_T)
-ema_samples = sample(mnist_state.ema.model, ddim, x_T.shape, x_T=x_T)
+raw_samples = sample(mnist_state.model.eval(), ddim, x_T.shape, x_T=x_T, device=device)
+ema_samples = sample(mnist_state.ema.model, ddim, x_T.shape, x_T=x_T, device=device)
 fig = show_images(torch.cat([raw_samples[:8], ema_samples[:8]]), nrow=8,
                   suptitle=f"after {mnist_config.steps} steps: raw weights (top), EMA weights (bottom)")
 plt.show()
@@ -365,10 +368,10 @@ plt.show()
 # (next section), trained for far longer on batches of 128 digits:
 
 # %%
-shipped = load_pretrained("mnist")
+shipped = load_pretrained("mnist", device=device)
 shipped_steps = read_manifest()["mnist"]["steps"]
 test_digits, _ = mnist_tensors("test")
-x0_eval = test_digits[:pick(500, 64)]
+x0_eval = test_digits[:pick(500, 64)].to(device)
 t_grid = [0, 10, 25, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 999]
 curves = {}
 for label, model in [(f"this notebook ({mnist_config.steps} steps)", mnist_state.ema.model),
@@ -415,7 +418,7 @@ print(f"size:     {info['bytes'] / 1e6:.1f} MB")
 
 # %%
 x_T = torch.randn(64, 1, 28, 28, generator=torch.Generator().manual_seed(6))
-shipped_samples = sample(shipped.model, ddim, x_T.shape, x_T=x_T)
+shipped_samples = sample(shipped.model, ddim, x_T.shape, x_T=x_T, device=device)
 fig = show_images(shipped_samples, nrow=16, scale=0.7, suptitle="the shipped MNIST model, DDIM 50 steps")
 plt.show()
 

@@ -36,9 +36,10 @@
 import time
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import torch
 
-from diffusion_lab.config import mode_name, pick, seed_everything
+from diffusion_lab.config import mode_name, pick, pick_device, seed_everything
 from diffusion_lab.data import mnist_tensors
 from diffusion_lab.exercises import check_ddim_step, check_ddim_timesteps, check_posterior_mean
 from diffusion_lab.judges.metrics import class_counts, class_probabilities, fid, recognised_fraction
@@ -56,7 +57,8 @@ from diffusion_lab.sampling import (
 
 use_course_style()
 seed_everything(0)
-print(f"mode: {mode_name()}")
+device = pick_device()  # CUDA, then Apple's MPS, then the CPU: the models below sample there
+print(f"mode: {mode_name()}, device: {device}")
 
 # %% [markdown]
 # ## 1. The reverse step
@@ -136,19 +138,19 @@ check_posterior_mean(posterior_mean)
 # original DDPM code and diffusers' schedulers clip too (`clip_sample=True`).
 
 # %%
-shipped = load_pretrained("mnist")
+shipped = load_pretrained("mnist", device=device)
 model, schedule = shipped.model, shipped.schedule
 print(f"{shipped.name}: {shipped.info['kind']}, schedule {schedule.name}, T = {schedule.T}")
 
 
 @torch.no_grad()
 def ddpm_sample(model, schedule, shape, gen: torch.Generator) -> torch.Tensor:
-    xt = torch.randn(shape, generator=gen)  # x_T ~ N(0, I)
+    xt = torch.randn(shape, generator=gen).to(device)  # x_T ~ N(0, I), drawn on the CPU: same on every device
     for t in reversed(range(schedule.T)):  # t = T-1, ..., 0
-        eps_pred = model(xt, torch.full((shape[0],), t))
+        eps_pred = model(xt, torch.full((shape[0],), t, device=device))
         x0_hat = predict_x0(schedule, xt, eps_pred, t).clamp(-1, 1)  # clipped guess of x_0
         mean, var = posterior_mean_variance(schedule, x0_hat, xt, t)
-        z = torch.randn(shape, generator=gen) if t > 0 else 0
+        z = torch.randn(shape, generator=gen).to(device) if t > 0 else 0
         xt = mean + var.sqrt() * z
     return xt
 
@@ -168,7 +170,8 @@ ddpm = DDPMScheduler(schedule)
 ddpm.set_timesteps()  # all T steps
 trajectory = record_trajectory(every=25)  # keeps x_t and the guess of x_0 every 25 steps
 start = time.perf_counter()
-digits = sample(model, ddpm, (n_show, 1, 28, 28), generator=torch.Generator().manual_seed(0), callback=trajectory)
+digits = sample(model, ddpm, (n_show, 1, 28, 28), generator=torch.Generator().manual_seed(0), device=device,
+                callback=trajectory)
 ddpm_seconds = time.perf_counter() - start
 print(f"same digits as the loop above: {torch.allclose(mine, digits, atol=1e-4)}")
 fig = show_images(digits, nrow=8, suptitle=f"DDPM, {ddpm.num_inference_steps} steps")
@@ -297,7 +300,7 @@ rows, labels = [], []
 for K in [10, 25, 50, 100]:
     ddim = DDIMScheduler(schedule)  # eta = 0
     ddim.set_timesteps(K)
-    rows.append(sample(model, ddim, x_T.shape, x_T=x_T))
+    rows.append(sample(model, ddim, x_T.shape, x_T=x_T, device=device))
     labels.append(f"{K} steps")
 fig, axes = plt.subplots(len(rows), 1, figsize=(8, 1.2 * len(rows)))
 for ax, row, label in zip(axes, rows, labels):
@@ -306,6 +309,33 @@ for ax, row, label in zip(axes, rows, labels):
     ax.set(xticks=[], yticks=[])
 fig.suptitle("DDIM: same $x_T$ in each column, different numbers of steps")
 plt.show()
+
+# %% [markdown]
+# ### The same sampler in 🤗 diffusers
+#
+# The package's schedulers are shaped like those of 🤗 diffusers, the library most diffusion code uses:
+# `set_timesteps(K)`, `timesteps`, and `step(eps_pred, t, x_t)` returning the next sample and the guess of
+# $x_0$. So diffusers' own `DDIMScheduler` drops into our loop unchanged. Built with the same settings,
+# and given our $\bar\alpha_t$ (ours come from a float64 product, diffusers' from a float32 one, which
+# differs in the last digits), it turns the same $x_T$ into the same digits. One setting differs by
+# default: diffusers reuses the model's $\epsilon$ after clipping the guess of $x_0$, while the package
+# re-derives it from the clipped guess (chapter 07 shows why guidance needs that), so we ask ours for
+# diffusers' behaviour here:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from diffusers import DDIMScheduler as DiffusersDDIMScheduler
+
+theirs = DiffusersDDIMScheduler(num_train_timesteps=schedule.T, clip_sample=True, set_alpha_to_one=True,
+                                steps_offset=0, prediction_type="epsilon", timestep_spacing="leading")
+theirs.alphas_cumprod = schedule.alpha_bars.cpu().clone()  # our alpha_bars
+theirs.set_timesteps(50)
+ours = DDIMScheduler(schedule, use_clipped_model_output=False)  # diffusers' default
+ours.set_timesteps(50)
+print("same timesteps:", theirs.timesteps.tolist() == ours.timesteps.tolist())
+with_theirs = sample(model, theirs, x_T.shape, x_T=x_T, device=device)
+with_ours = sample(model, ours, x_T.shape, x_T=x_T, device=device)
+print(f"same digits: {torch.allclose(with_theirs, with_ours, atol=1e-4)}")
 
 # %% [markdown]
 # Most columns keep their digit from 10 steps to 100: with DDIM, $x_T$ largely decides the image, and
@@ -330,7 +360,7 @@ plt.show()
 # Each sampler draws the same number of digits, timed:
 
 # %%
-classifier = load_pretrained("mnist_classifier").model
+classifier = load_pretrained("mnist_classifier", device=device).model
 test_images, _ = mnist_tensors("test")
 n_eval = pick(200, 24)
 
@@ -338,7 +368,8 @@ n_eval = pick(200, 24)
 def evaluate(name: str, scheduler, K: int, seed: int = 2) -> dict:
     scheduler.set_timesteps(K)
     start = time.perf_counter()
-    images = sample(model, scheduler, (n_eval, 1, 28, 28), generator=torch.Generator().manual_seed(seed))
+    images = sample(model, scheduler, (n_eval, 1, 28, 28), generator=torch.Generator().manual_seed(seed),
+                    device=device)
     seconds = time.perf_counter() - start
     probs = class_probabilities(classifier, images)
     return {"sampler": name, "steps": K, "ms per image": 1000 * seconds / n_eval,
@@ -357,14 +388,18 @@ for r in results:
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(9, 3))
 ddim_rows = [r for r in results if r["sampler"] == "DDIM"]
-for ax, key in zip(axes, ["recognised", "FID"]):
-    ax.plot([r["ms per image"] for r in ddim_rows], [r[key] for r in ddim_rows], marker="o", label="DDIM")
+for ax, key, unit in zip(axes, ["recognised", "FID"], [100, 1]):  # recognised in %, as in the table
+    ax.plot([r["ms per image"] for r in ddim_rows], [unit * r[key] for r in ddim_rows], marker="o", label="DDIM")
     for r in ddim_rows:
-        ax.annotate(f"{r['steps']}", (r["ms per image"], r[key]), textcoords="offset points", xytext=(4, 4),
-                    fontsize=8)
+        ax.annotate(f"{r['steps']} steps", (r["ms per image"], unit * r[key]), textcoords="offset points",
+                    xytext=(0, 7), ha="center", fontsize=7)
     ddpm_row = results[-1]
-    ax.plot([ddpm_row["ms per image"]], [ddpm_row[key]], marker="s", ls="", color="C3", label="DDPM, 100 steps")
-    ax.set(xlabel="milliseconds per image", ylabel=key, xscale="log")
+    ax.plot([ddpm_row["ms per image"]], [unit * ddpm_row[key]], marker="s", ls="", color="C3",
+            label="DDPM, 100 steps")
+    ax.set(xlabel="milliseconds per image (log scale)", ylabel=key + (" (%)" if unit == 100 else ""), xscale="log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 10, 100 rather than 10^1, 10^2
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded labels between them
+    ax.margins(x=0.15, y=0.2)
     ax.legend(fontsize=8)
 axes[0].set_title("recognised (higher is better)", fontsize=10)
 axes[1].set_title("FID (lower is better)", fontsize=10)

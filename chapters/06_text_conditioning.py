@@ -45,7 +45,7 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from diffusion_lab.config import mode_name, pick, seed_everything
+from diffusion_lab.config import mode_name, pick, pick_device, seed_everything
 from diffusion_lab.data.shapes import COLOURS, HELD_OUT, SHAPES, caption_vocabulary, combinations, make_shapes
 from diffusion_lab.exercises import (
     check_cross_attention,
@@ -76,7 +76,8 @@ from diffusion_lab.training import DiffusionObjective, TrainConfig, fit
 
 use_course_style()
 seed_everything(0)
-print(f"mode: {mode_name()}")
+device = pick_device()  # CUDA, then Apple's MPS, then the CPU: models train and sample there
+print(f"mode: {mode_name()}, device: {device}")
 
 # %% [markdown]
 # ## 1. From a class label to a caption
@@ -92,13 +93,13 @@ print(f"mode: {mode_name()}")
 # chapter 07 needs. Ask for each digit three times, with 20 DDIM steps (chapter 05):
 
 # %%
-mnist_cond = load_pretrained("mnist_cond")
+mnist_cond = load_pretrained("mnist_cond", device=device)
 print(mnist_cond.model.class_embed)  # 11 rows: the digits 0-9 and "no label"
 ddim = DDIMScheduler(mnist_cond.schedule)
 ddim.set_timesteps(20)
-labels = torch.arange(10).repeat(pick(3, 1))  # 0..9, three times
+labels = torch.arange(10, device=device).repeat(pick(3, 1))  # 0..9, three times
 digits = sample(lambda xt, t: mnist_cond.model(xt, t, labels), ddim, (len(labels), 1, 28, 28),
-                generator=torch.Generator().manual_seed(0))
+                generator=torch.Generator().manual_seed(0), device=device)
 fig = show_images(digits, nrow=10, scale=0.7, suptitle="mnist_cond, asked for 0, 1, ..., 9 in each row")
 plt.show()
 
@@ -354,7 +355,7 @@ config = TrainConfig(steps=pick(200, 8), batch_size=32, lr=1e-3, warmup_steps=50
                      cond_drop_prob=0.1, log_every=pick(20, 4), mixed_precision=True)
 start = time.perf_counter()
 objective = DiffusionObjective(schedule, data.images, cond=caption_ids, null_cond=model.null_condition(1)[0])
-state = fit(model, objective, config, on_log=LiveLossPlot(schedule.T, title="shapes with captions"))
+state = fit(model, objective, config, device=device, on_log=LiveLossPlot(schedule.T, title="shapes with captions"))
 minutes = (time.perf_counter() - start) / 60
 print(f"trained {config.steps} steps of {config.batch_size} pictures in {minutes:.1f} min")
 
@@ -371,11 +372,11 @@ print(f"trained {config.steps} steps of {config.batch_size} pictures in {minutes
 def draw(model, prompts: list[str], n_each: int = 1, sampler: str = "ddpm", steps: int = 50,
          seed: int = 0) -> torch.Tensor:
     """n_each pictures per prompt: (len(prompts) * n_each, 3, 32, 32) in [-1, 1]."""
-    ids = tokenizer.encode(prompts).repeat_interleave(n_each, dim=0)  # (B, L)
+    ids = tokenizer.encode(prompts).repeat_interleave(n_each, dim=0).to(device)  # (B, L)
     scheduler = DDPMScheduler(schedule) if sampler == "ddpm" else DDIMScheduler(schedule)
     scheduler.set_timesteps(steps)
     return sample(lambda xt, t: model(xt, t, ids), scheduler, (len(ids), 3, 32, 32),
-                  generator=torch.Generator().manual_seed(seed))
+                  generator=torch.Generator().manual_seed(seed), device=device)
 
 
 prompts = ["a large red circle in the top left", "a small blue square in the bottom right",
@@ -390,7 +391,7 @@ ours = draw(state.ema.model, prompts, n_each)
 # longer. Its manifest says how it was made:
 
 # %%
-shipped = load_pretrained("shapes_text")
+shipped = load_pretrained("shapes_text", device=device)
 info = read_manifest()["shapes_text"]
 print(f"command:  {info['command']}")
 print(f"steps:    {info['steps']:,} of batch 64   training time: {info['train_seconds'] / 60:.0f} min")
@@ -437,7 +438,7 @@ probe = ["a large red circle in the top left", "a small blue triangle in the bot
          "a large yellow diamond in the centre"]
 probe_ids = tokenizer.encode(probe)
 with record_cross_attention(shipped.model) as recorded:
-    pictures = draw(shipped.model, probe, seed=3)
+    pictures = draw(shipped.model, probe, seed=3).cpu()  # on the CPU, beside the recorded maps
 for name, calls in recorded.items():
     print(f"{name:20s} {len(calls)} calls of {tuple(calls[0].shape)}")
 
@@ -531,7 +532,7 @@ print("  ".join(f"{w} {m:.2f}" for w, m in zip(order, means)))
 # pictures of the held-out pairs, clean and with added noise of growing strength:
 
 # %%
-scorer = load_pretrained("shapes_scorer").model
+scorer = load_pretrained("shapes_scorer", device=device).model
 real = make_shapes(pick(500, 50), seed=7, split="held_out")
 gen = torch.Generator().manual_seed(7)
 for noise_std in [0.0, 0.1, 0.2, 0.3]:

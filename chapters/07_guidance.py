@@ -50,7 +50,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from diffusion_lab.config import mode_name, pick, seed_everything
+from diffusion_lab.config import mode_name, pick, pick_device, seed_everything
 from diffusion_lab.data import mnist_tensors
 from diffusion_lab.data.shapes import COLOURS, POSITIONS, SHAPES, SIZES, ShapeAttributes, combinations
 from diffusion_lab.exercises import check_cfg_combine, check_classifier_guided_eps, check_pick_scale
@@ -78,7 +78,8 @@ from diffusion_lab.training import loss_by_timestep
 
 use_course_style()
 seed_everything(0)
-print(f"mode: {mode_name()}")
+device = pick_device()  # CUDA, then Apple's MPS, then the CPU: the models below sample there
+print(f"mode: {mode_name()}, device: {device}")
 
 # %% [markdown]
 # ## 1. Guidance is Bayes' rule on scores
@@ -126,11 +127,11 @@ print(f"mode: {mode_name()}")
 # %%
 STEPS = pick(25, 10)
 N_MNIST = pick(50, 20)  # samples per setting: N / 10 of each digit
-y_mnist = torch.arange(N_MNIST) % 10  # the digit asked for, 0, 1, ..., 9, 0, 1, ...
+y_mnist = torch.arange(N_MNIST, device=device) % 10  # the digit asked for, 0, 1, ..., 9, 0, 1, ...
 
-shipped = load_pretrained("mnist")  # unconditional, chapters 04-05
+shipped = load_pretrained("mnist", device=device)  # unconditional, chapters 04-05
 unconditional, schedule = shipped.model, shipped.schedule
-judge = load_pretrained("mnist_classifier").model  # noise-free, 99.3 % on clean test digits
+judge = load_pretrained("mnist_classifier", device=device).model  # noise-free, 99.3 % on clean test digits
 test_images, test_labels = mnist_tensors("test")
 
 
@@ -140,7 +141,7 @@ def draw(model, n: int, shape=(1, 28, 28), seed: int = 0) -> tuple[torch.Tensor,
     scheduler = DDPMScheduler(schedule)  # every model of this chapter uses the cosine schedule, T = 1000
     scheduler.set_timesteps(STEPS)
     start = time.perf_counter()
-    images = sample(model, scheduler, (n, *shape), generator=torch.Generator().manual_seed(seed))
+    images = sample(model, scheduler, (n, *shape), generator=torch.Generator().manual_seed(seed), device=device)
     return images, (time.perf_counter() - start) / n
 
 
@@ -167,7 +168,7 @@ def mnist_scores(images: torch.Tensor, wanted: torch.Tensor) -> tuple[float, flo
 # How well does each recognise test digits as the noise rises?
 
 # %%
-noisy_classifier = load_pretrained("mnist_noisy_classifier").model
+noisy_classifier = load_pretrained("mnist_noisy_classifier", device=device).model
 
 
 class IgnoresT(nn.Module):
@@ -214,14 +215,14 @@ print("noise-aware:" + " ".join(f"{a:5.0%}" for a in acc_noisy.values()))
 
 # %%
 t_show = 850
-x0 = test_images[:1]  # (1, 1, 28, 28)
-eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(3))
+x0 = test_images[:1].to(device)  # (1, 1, 28, 28)
+eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(3)).to(device)
 xt = schedule.add_noise(x0, eps, t_show).expand(10, -1, -1, -1)  # the same x_t ten times, (10, 1, 28, 28)
-t_batch = torch.full((10,), t_show)
+t_batch = torch.full((10,), t_show, device=device)
 
 fig, axes = plt.subplots(2, 11, figsize=(12, 3.3))
 for row, (name, classifier) in enumerate([("noise-aware", noisy_classifier), ("noise-free judge", blind_judge)]):
-    grads = classifier_log_prob_grad(classifier, xt, t_batch, torch.arange(10))  # one class each, (10, 1, 28, 28)
+    grads = classifier_log_prob_grad(classifier, xt, t_batch, torch.arange(10, device=device))  # one class each, (10, 1, 28, 28)
     with torch.no_grad():
         probs = classifier(xt[:1], t_batch[:1]).softmax(dim=1)[0]  # (10,)
     axes[row, 0].imshow(to_display(xt[0].clamp(-1, 1)), cmap="gray", vmin=0, vmax=1)
@@ -282,8 +283,8 @@ def my_classifier_guidance(model, labels: torch.Tensor, classifier, scale: float
     return guided
 
 
-xt_test = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(4))
-t_test, y_test = torch.tensor([900, 600, 300, 50]), torch.tensor([3, 1, 4, 1])
+xt_test = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(4)).to(device)
+t_test, y_test = torch.tensor([900, 600, 300, 50], device=device), torch.tensor([3, 1, 4, 1], device=device)
 with torch.no_grad():
     mine = my_classifier_guidance(unconditional, y_test, noisy_classifier, 2.0)(xt_test, t_test)
     package = classifier_guidance(unconditional, y_test, noisy_classifier, schedule, 2.0)(xt_test, t_test)
@@ -372,8 +373,8 @@ check_cfg_combine(cfg)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-conditional = load_pretrained("mnist_cond").model
-null_class = torch.tensor([10])  # ∅: the 11th row of the class embedding
+conditional = load_pretrained("mnist_cond", device=device).model
+null_class = torch.tensor([10], device=device)  # ∅: the 11th row of the class embedding
 
 
 def my_cfg_model(model, cond: torch.Tensor, null_cond: torch.Tensor, w: float):
@@ -515,9 +516,10 @@ print(f"w = {w_mnist:g}: requested digit {cfg_runs[w_mnist]['accuracy']:.1%}, di
 # %%
 untrained_null = copy.deepcopy(conditional)
 with torch.no_grad():
-    untrained_null.class_embed.weight[10].normal_(generator=torch.Generator().manual_seed(0))  # nn.Embedding's init
+    untrained_null.class_embed.weight[10] = torch.randn(conditional.class_embed.embedding_dim,  # nn.Embedding's
+                                                        generator=torch.Generator().manual_seed(0))  # init
 
-x0_eval = test_images[:pick(200, 50)]
+x0_eval = test_images[:pick(200, 50)].to(device)
 null_cond = conditional.null_condition(len(x0_eval))  # (N,): the null class ∅, index 10
 t_eval = [200, 500, 800]
 losses = {
@@ -581,10 +583,10 @@ for name, c in counts.items():
 # prompt, averaged over pairs and prompts.
 
 # %%
-text_pre = load_pretrained("shapes_text")
+text_pre = load_pretrained("shapes_text", device=device)
 text_model = text_pre.model
 assert (text_pre.schedule.name, text_pre.schedule.T) == (schedule.name, schedule.T)  # draw() uses `schedule`
-scorer = load_pretrained("shapes_scorer").model
+scorer = load_pretrained("shapes_scorer", device=device).model
 
 n_prompts, per_prompt = pick(10, 5), pick(4, 2)
 prompt_attrs = random.Random(7).sample(combinations("train"), n_prompts)  # seen in training, in these words

@@ -83,6 +83,23 @@ def pick_device(preferred: str | torch.device | None = None) -> torch.device:
     return device
 
 
+def set_deterministic(on: bool = True) -> None:
+    """Make results on a GPU repeatable bit for bit, at some cost in speed (or undo that with ``False``).
+
+    On the CPU the course's results already repeat exactly for a given seed. On CUDA, by default,
+    matrix products and convolutions use TF32 (10-bit mantissas) and may pick different algorithms from
+    run to run, so the same seed gives samples that differ by a few grey levels. This turns TF32 off,
+    asks cuDNN and PyTorch for deterministic algorithms, and sets the cuBLAS workspace they need.
+    """
+    torch.backends.cuda.matmul.allow_tf32 = not on
+    torch.backends.cudnn.allow_tf32 = not on
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = on
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on, warn_only=True)
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and PyTorch for a reproducible run and return a CPU ``torch.Generator``.
 

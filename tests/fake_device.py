@@ -85,12 +85,12 @@ class FakeDevice(TorchFunctionMode):
         return torch.device(device).type == self.device.type if isinstance(device, str | torch.device) else False
 
     def _count_sync(self) -> None:
-        import traceback
-
         self.syncs += 1
-        frames = [f for f in traceback.extract_stack()[:-3] if "diffusion_lab" in f.filename]
-        self.sync_sites.append(f"{frames[-1].filename.split('diffusion_lab/')[-1]}:{frames[-1].lineno}" if frames
-                               else "outside the package")
+        frame = sys._getframe(2)
+        while frame is not None and "diffusion_lab" not in frame.f_code.co_filename:
+            frame = frame.f_back
+        self.sync_sites.append(f"{frame.f_code.co_filename.split('diffusion_lab/')[-1]}:{frame.f_lineno}"
+                               if frame is not None else "outside the package")
 
     # --- the mode ---------------------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -141,7 +141,8 @@ class FakeDevice(TorchFunctionMode):
             if other is not None:
                 target = self.device if self.on_device(other) else torch.device("cpu")
             else:
-                device, *_ = torch._C._nn._parse_to(*args[1:], **kwargs)
+                parse = {k: v for k, v in kwargs.items() if k != "copy"}  # _parse_to knows no copy=
+                device, *_ = torch._C._nn._parse_to(*args[1:], **parse)
                 target = device if device is not None else (self.device if self.on_device(source) else None)
         if target is not None and target.type == "cpu" and self.on_device(source) and _called_by_torch():
             target = self.device  # torch's own internals group tensors by their real (CPU) device: keep them here

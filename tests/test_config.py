@@ -172,3 +172,15 @@ def test_seed_everything_large_seed_fits_numpy() -> None:
 def test_seed_everything_bad_seeds(seed: object, error: type[Exception], pattern: str) -> None:
     with pytest.raises(error, match=pattern):
         seed_everything(seed)  # type: ignore[arg-type]
+
+
+def test_set_deterministic_turns_tf32_off_and_back():
+    from diffusion_lab.config import set_deterministic
+
+    try:
+        set_deterministic(True)
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert torch.backends.cudnn.deterministic and torch.are_deterministic_algorithms_enabled()
+    finally:
+        set_deterministic(False)
+    assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.allow_tf32

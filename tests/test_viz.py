@@ -226,7 +226,7 @@ def test_animation_mimebundle(animation: animations.Animation) -> None:
     png = Image.open(io.BytesIO(base64.b64decode(data["image/png"])))
     assert png.format == "PNG"
     w, h = animation.frames[0].size
-    assert png.size == (5 * w, h)  # the filmstrip shows all 5 frames (strip_frames=6)
+    assert png.size == (3 * w, 2 * h)  # the filmstrip shows all 5 frames (strip_frames=6), three to a row
     html = data["text/html"]
     assert html.startswith('<img src="data:image/gif;base64,')
     gif_b64 = html.split("base64,", 1)[1].split('"', 1)[0]

@@ -51,27 +51,16 @@ def _train(args: argparse.Namespace) -> int:
     try:
         train_command(args.preset, steps=args.steps, out=args.out, resume=args.resume, publish=args.publish)
     except KeyboardInterrupt as err:  # Ctrl-C: one line saying what is kept, not a trace through torch
-        from tqdm.auto import tqdm
-
-        for bar in list(getattr(tqdm, "_instances", ())):  # end the progress bar's line before ours
-            bar.close()
         if os.environ.get("RANK", "0") == "0":
-            print(_interrupted(args, err), file=sys.stderr)
+            print(_interrupted(args, getattr(err, "step", None)), file=sys.stderr)
         return 130
     return 0
 
 
-def _interrupted(args: argparse.Namespace, err: KeyboardInterrupt) -> str:
+def _interrupted(args: argparse.Namespace, step: int | None) -> str:
     """What a learner needs after Ctrl-C: the step reached, the checkpoint kept and how to continue."""
     import torch
 
-    from diffusion_lab.training import fit
-
-    tb, step = err.__traceback__, None
-    while tb is not None:  # the step fit had reached, read from its frame
-        if tb.tb_frame.f_code is fit.__code__ and "state" in tb.tb_frame.f_locals:
-            step = tb.tb_frame.f_locals["state"].step
-        tb = tb.tb_next
     out = Path(args.out) if args.out is not None else Path("runs") / args.preset
     stopped = "training stopped" + (f" at step {step}" if step is not None else "") + " (Ctrl-C)"
     ckpt = out / "checkpoint.pt"

@@ -38,12 +38,16 @@ class Animation:
         return buf.getvalue()
 
     def filmstrip(self) -> Image.Image:
+        """``strip_frames`` frames evenly spread over the animation, three to a row, so that each stays
+        large enough to read at a notebook's width."""
         n = min(self.strip_frames, len(self.frames))
         picks = np.linspace(0, len(self.frames) - 1, n).round().astype(int)
         w, h = self.frames[0].size
-        strip = Image.new("RGB", (w * n, h), "white")
+        cols = min(n, 3)
+        rows = -(-n // cols)
+        strip = Image.new("RGB", (w * cols, h * rows), "white")
         for k, i in enumerate(picks):
-            strip.paste(self.frames[i], (k * w, 0))
+            strip.paste(self.frames[i], ((k % cols) * w, (k // cols) * h))
         return strip
 
     def save(self, path: str) -> None:

@@ -178,7 +178,7 @@ def plot_points(points: torch.Tensor, ax: Axes | None = None, title: str | None 
 def plot_fidelity_diversity(scales: Sequence[float], fidelity: Sequence[float], diversity: Sequence[float], *,
                             ax: Axes | None = None, label: str | None = None, fidelity_name: str = "accuracy",
                             diversity_name: str = "diversity", chance: float | None = None,
-                            scale_name: str = "w", min_gap: float = 0.08) -> Figure:
+                            scale_name: str = "w", min_gap: float = 0.12) -> Figure:
     """The guidance trade-off (chapter 07): one point per guidance scale, diversity across, fidelity up.
 
     scales, fidelity, diversity: one value per scale of a sweep (lists or 1-D tensors). Each point is
@@ -209,8 +209,9 @@ def plot_fidelity_diversity(scales: Sequence[float], fidelity: Sequence[float], 
                                       for d2, f2 in labelled):
             continue
         labelled.append((d, f))
-        ax.annotate(f"{scale_name}={w:g}", (d, f), textcoords="offset points", xytext=(4, -10), fontsize=7,
-                    color=line.get_color())
+        right_half = (d - min(diversity_)) / span_d > 0.5  # label towards the middle, so none leaves the axes
+        ax.annotate(f"{scale_name}={w:g}", (d, f), textcoords="offset points", xytext=(-4 if right_half else 4, -10),
+                    ha="right" if right_half else "left", fontsize=7, color=line.get_color())
     if chance is not None:
         ax.axhline(chance, color="grey", ls="--", lw=0.8)
         ax.annotate("chance", (ax.get_xlim()[0], chance), textcoords="offset points", xytext=(2, 3),

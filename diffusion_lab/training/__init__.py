@@ -24,11 +24,11 @@ from diffusion_lab.training.config import (
 from diffusion_lab.training.diffusion import DiffusionObjective, diffusion_loss, draw_batch, loss_by_timestep
 from diffusion_lab.training.ema import EMA
 from diffusion_lab.training.history import LossHistory
-from diffusion_lab.training.loop import TrainingDiverged, fit
+from diffusion_lab.training.loop import TrainingDiverged, TrainingInterrupted, fit
 from diffusion_lab.training.objective import Objective
 
 __all__ = [
     "EMA", "LR_SCHEDULES", "AttributeObjective", "ClassifierObjective", "DiffusionObjective", "LossHistory",
-    "NoisyClassifierObjective", "Objective", "TrainConfig", "TrainState", "TrainingDiverged", "diffusion_loss",
+    "NoisyClassifierObjective", "Objective", "TrainConfig", "TrainState", "TrainingDiverged", "TrainingInterrupted", "diffusion_loss",
     "draw_batch", "fit", "learning_rate", "loss_by_timestep", "one_cycle", "warmup_stable_decay",
 ]

@@ -35,6 +35,14 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; training stopped and the last checkpoint is untouched."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``fit``: ``step`` is the step reached; the last checkpoint written is kept as it was."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"training stopped at step {step}")
+        self.step = step
+
+
 def _set_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, step: int) -> None:
     lr, beta1 = LR_SCHEDULES[config.lr_schedule](config, step)
     for group in optimizer.param_groups:
@@ -138,45 +146,49 @@ def fit(model: nn.Module, objective: Objective, config: TrainConfig, *, out_dir:
     tally, first_unchecked = _Tally(device), state.step
     bar = tqdm(total=config.steps, initial=state.step, disable=not progress or rank != 0, desc="training")
     model.train()
-    while state.step < config.steps:
-        batch = {k: v[share].to(device) for k, v in objective.draw(state.generator, config).items()}
-        _set_schedule(optimizer, config, state.step)
-        with autocast(device, state.precision):
-            per_sample = objective.loss(net, batch)  # (B / world,)
-        loss = per_sample.mean()
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-        # fp16's scaler skips steps with overflowing gradients by design; otherwise they mean divergence
-        tally.add(loss, objective.groups(batch), per_sample, torch.isfinite(grad_norm) | scaler.is_enabled())
-        is_log = (state.step + 1) % config.log_every == 0 or state.step + 1 == config.steps
-        is_ckpt = (state.step + 1) % config.checkpoint_every == 0 or state.step + 1 == config.steps
-        if (state.step + 1) % check_every == 0 or is_log or is_ckpt:
-            values = tally.read(world if is_log or is_ckpt else 1)  # the host waits for the device here only
-            if values[0] > 0:
-                bar.close()
-                what, value = ("loss", loss.item()) if not torch.isfinite(loss) else ("gradient", grad_norm.item())
-                where = (f"step {state.step}" if first_unchecked == state.step
-                         else f"a step from {first_unchecked} to {state.step}")
-                raise _diverged(what, value, where, config, ckpt)
-            first_unchecked = state.step + 1
-        scaler.step(optimizer)
-        scaler.update()
-        state.ema.update(model)
-        state.step += 1
-        if is_log or is_ckpt:  # the history records the whole global batch, as one process would
-            tally.flush_groups(state.history, values)
-        if is_log:
-            mean = tally.mean_loss(values, world)
-            state.history.steps.append(state.step)
-            state.history.losses.append(mean)
-            bar.set_postfix(loss=f"{mean:.4f}")
-            if on_log is not None and rank == 0:
-                on_log(state)
-        bar.update(1)
-        if ckpt is not None and rank == 0 and is_ckpt:
-            save_checkpoint(ckpt, state, config, meta)
+    try:  # Ctrl-C stops the run cleanly: the caller learns the step, the last checkpoint is kept
+        while state.step < config.steps:
+            batch = {k: v[share].to(device) for k, v in objective.draw(state.generator, config).items()}
+            _set_schedule(optimizer, config, state.step)
+            with autocast(device, state.precision):
+                per_sample = objective.loss(net, batch)  # (B / world,)
+            loss = per_sample.mean()
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            # fp16's scaler skips steps with overflowing gradients by design; otherwise they mean divergence
+            tally.add(loss, objective.groups(batch), per_sample, torch.isfinite(grad_norm) | scaler.is_enabled())
+            is_log = (state.step + 1) % config.log_every == 0 or state.step + 1 == config.steps
+            is_ckpt = (state.step + 1) % config.checkpoint_every == 0 or state.step + 1 == config.steps
+            if (state.step + 1) % check_every == 0 or is_log or is_ckpt:
+                values = tally.read(world if is_log or is_ckpt else 1)  # the host waits for the device here only
+                if values[0] > 0:
+                    bar.close()
+                    what, value = ("loss", loss.item()) if not torch.isfinite(loss) else ("gradient", grad_norm.item())
+                    where = (f"step {state.step}" if first_unchecked == state.step
+                             else f"a step from {first_unchecked} to {state.step}")
+                    raise _diverged(what, value, where, config, ckpt)
+                first_unchecked = state.step + 1
+            scaler.step(optimizer)
+            scaler.update()
+            state.ema.update(model)
+            state.step += 1
+            if is_log or is_ckpt:  # the history records the whole global batch, as one process would
+                tally.flush_groups(state.history, values)
+            if is_log:
+                mean = tally.mean_loss(values, world)
+                state.history.steps.append(state.step)
+                state.history.losses.append(mean)
+                bar.set_postfix(loss=f"{mean:.4f}")
+                if on_log is not None and rank == 0:
+                    on_log(state)
+            bar.update(1)
+            if ckpt is not None and rank == 0 and is_ckpt:
+                save_checkpoint(ckpt, state, config, meta)
+    except KeyboardInterrupt:
+        bar.close()
+        raise TrainingInterrupted(state.step) from None
     bar.close()
     model.eval()
     return state
