@@ -590,7 +590,7 @@ for (sampler, split), r in results.items():
 
 # %%
 held = results["ddpm", "held out"]
-predicted = scorer.predict(held["images"])  # (n, 4) indices: shape, colour, size, position
+predicted = scorer.predict(held["images"]).cpu()  # (n, 4) indices: shape, colour, size, position
 for colour, shape in sorted(HELD_OUT):
     rows = [i for i, a in enumerate(held["attrs"]) if (a.colour, a.shape) == (colour, shape)]
     if not rows:

@@ -14,8 +14,8 @@ It also counts host-device synchronisations (``.item()``, ``.tolist()``, ``bool(
 the CPU), which make a real GPU wait, so tests can bound them per training or sampling step.
 
 A tensor is tagged by its storage, so views, ``.data`` and Parameters made from it are on the device
-too. Tagged storages are kept alive until the mode exits: their addresses cannot be reused by CPU
-tensors meanwhile. Keep runs under the mode short.
+too. The mode holds each tagged storage, so its address cannot be reused by a CPU tensor while it is
+tagged; storages that no tensor uses any more are dropped now and then, which keeps memory bounded.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class FakeDevice(TorchFunctionMode):
         super().__init__()
         self.device = torch.device(device)
         self.storages: dict[int, torch.UntypedStorage] = {}
+        self._live = 1024  # storages kept after the last clean-up; a clean-up runs when twice as many are held
         self.syncs = 0
         self.sync_sites: list[str] = []  # where each sync happened (file:line), for a test's failure message
 
@@ -77,7 +78,16 @@ class FakeDevice(TorchFunctionMode):
         if isinstance(t, torch.Tensor) and (p := self._ptr(t)) is not None:
             if self.device.type == "mps" and t.dtype == torch.float64:
                 raise DeviceBug(f"float64 on {self.device}: Apple's MPS has no float64; compute it on the CPU")
-            self.storages[p] = t.untyped_storage()
+            if p not in self.storages:
+                self.storages[p] = t.untyped_storage()
+                if len(self.storages) > 2 * self._live:  # now and then, forget storages no tensor uses any more
+                    self._forget_unused()
+
+    def _forget_unused(self) -> None:
+        """Drop tagged storages that only this mode still holds: nothing on the device uses them, and keeping
+        them would hold every intermediate of a long run in memory."""
+        self.storages = {p: s for p, s in self.storages.items() if torch._C._storage_Use_Count(s._cdata) > 1}
+        self._live = max(1024, len(self.storages))
 
     def _wants(self, device: object) -> bool:
         if device is None:
