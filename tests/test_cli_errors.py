@@ -230,7 +230,9 @@ def test_ctrl_c_during_training_says_what_is_kept(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "diffusion_lab", "train", "--preset", "tiny", "--steps", "100000",
                              "--out", str(run)], cwd=tmp_path, env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            # a job started in the background inherits SIGINT ignored; a terminal's Ctrl-C is not
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 180
         while not (run / "checkpoint.pt").exists():  # the tiny preset saves every 10 steps
