@@ -1,4 +1,4 @@
-"""Run settings shared by every chapter: quick mode, device choice and seeding (chapter 00).
+"""Run settings shared by every chapter: quick mode, device choice, seeding and CPU threads (chapter 00).
 
 Quick mode is the one switch that makes chapters cheap enough for CI: set the environment
 variable ``DIFFUSION_LAB_QUICK=1`` before starting Jupyter (or the tests), and every chapter
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import numpy as np
@@ -114,3 +116,22 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+@contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` CPU threads for torch's operators, then restore the previous count.
+
+    Splitting an operation across threads pays only when it is big: for the tiny tensors of a 2-D toy
+    model (a few hundred points, layers of 256), starting and joining threads costs more than the work,
+    and on a busy machine a second thread may wait for a core. ``with cpu_threads(1):`` around such loops
+    makes them faster (``bench/results/cpu_threads.md``). It has no effect on GPU work.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int (a number of threads), got {n!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -40,6 +40,7 @@ def model_kinds() -> dict[str, tuple[type[nn.Module], type]]:
     """kind -> (model class, config dataclass). Imported here to keep this module light to import."""
     from diffusion_lab.judges.attribute_scorer import AttributeScorer, AttributeScorerConfig
     from diffusion_lab.judges.mnist_classifier import ClassifierConfig, MNISTClassifier
+    from diffusion_lab.models.autoencoder import Autoencoder, AutoencoderConfig
     from diffusion_lab.models.mlp import MLPConfig, MLPDenoiser
     from diffusion_lab.models.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
     from diffusion_lab.models.text_unet import TextUNet, TextUNetConfig
@@ -48,7 +49,8 @@ def model_kinds() -> dict[str, tuple[type[nn.Module], type]]:
     return {"unet": (UNet, UNetConfig), "mlp": (MLPDenoiser, MLPConfig), "text_unet": (TextUNet, TextUNetConfig),
             "classifier": (MNISTClassifier, ClassifierConfig),
             "noisy_classifier": (NoisyClassifier, NoisyClassifierConfig),
-            "attribute_scorer": (AttributeScorer, AttributeScorerConfig)}
+            "attribute_scorer": (AttributeScorer, AttributeScorerConfig),
+            "autoencoder": (Autoencoder, AutoencoderConfig), "latent_unet": (UNet, UNetConfig)}
 
 
 def checkpoints_dir(root: str | Path | None = None) -> Path:
@@ -127,22 +129,28 @@ class Pretrained:
 
 
 def save_pretrained(name: str, model: nn.Module, config: Any, *, kind: str, schedule: NoiseSchedule | None,
-                    made_by: dict, root: str | Path | None = None) -> Path:
+                    made_by: dict, root: str | Path | None = None, extra: dict | None = None,
+                    float16: bool = False) -> Path:
     """Write NAME.safetensors and NAME.json and record both digests in manifest.json; return the weights path.
 
     made_by: how the checkpoint was made, e.g. {"command": ..., "train_seconds": ..., "hardware": ...}.
+    extra: more for NAME.json, e.g. a latent model's {"latent": {"autoencoder": ..., "latent_scale": ...}}.
+    float16: store the parameters in half precision (half the bytes; buffers such as a latent scale stay as
+    they are); ``load_pretrained`` loads them into the float32 model, so they compute in float32.
     """
     if kind not in model_kinds():
         raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(model_kinds())}")
     folder = checkpoints_dir(root)
     folder.mkdir(parents=True, exist_ok=True)
     weights, meta = folder / f"{name}.safetensors", folder / f"{name}.json"
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    parameters = {k for k, _ in model.named_parameters()}
+    tensors = {k: v.detach().to("cpu", torch.float16 if float16 and k in parameters and v.is_floating_point()
+                                else v.dtype).contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, str(weights))
     chmod_to_umask(weights)  # safetensors writes 0600 whatever the umask; others sharing the folder must read it
     info = {"name": name, "kind": kind, "config": _config_to_json(config),
             "schedule": None if schedule is None else {"name": schedule.name, "T": schedule.T},
-            "made_by": made_by}
+            **(extra or {}), "made_by": made_by}
     meta.write_text(json.dumps(info, indent=2) + "\n")
     manifest = read_manifest(root)
     manifest[name] = {"weights": weights.name, "config": meta.name,

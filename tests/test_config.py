@@ -184,3 +184,23 @@ def test_set_deterministic_turns_tf32_off_and_back():
     finally:
         set_deterministic(False)
     assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.allow_tf32
+
+
+@pytest.mark.parametrize("command", [["train", "--preset", "tiny", "--steps", "1"],
+                                     ["sample", "mnist", "--num", "1", "--steps", "1"]])
+def test_cli_deterministic_flag_sets_deterministic_mode(command, tmp_path, monkeypatch) -> None:
+    """--deterministic reaches set_deterministic before any work; without it nothing changes."""
+    import diffusion_lab.cli.commands as commands
+    import diffusion_lab.config as config
+    from diffusion_lab.cli.main import main
+
+    calls = []
+    monkeypatch.setattr(config, "set_deterministic", lambda on=True: calls.append(on))
+    monkeypatch.setattr(commands, "train_command", lambda *a, **k: calls.append("work"))
+    monkeypatch.setattr(commands, "sample_command", lambda *a, **k: calls.append("work") or tmp_path / "x.npz")
+    out = ["--out", str(tmp_path / ("x.npz" if command[0] == "sample" else "run"))]
+    assert main([*command, *out]) == 0
+    assert calls == ["work"]
+    calls.clear()
+    assert main([*command, *out, "--deterministic"]) == 0
+    assert calls == [True, "work"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exercise_cases import CASES, conditioning, foundations, training
+from exercise_cases import CASES, conditioning, foundations, latent, training
 from exercise_cases.foundations import alpha_bars_cumsum, alpha_bars_numpy
 
 from diffusion_lab import exercises
@@ -125,6 +125,40 @@ def test_named_mistake_is_rejected_and_explained(key: str, wrong: Callable[..., 
     assert "at index" not in str(info.value)  # a named part, not only where the numbers differ
 
 
+# ----- chapter 08: each typical mistake is named -----------------------------------------------------
+
+LATENT_MISTAKES = [
+    ("8.1", latent.reparameterise_variance, r"exp\(logvar\) is the variance"),
+    ("8.1", latent.reparameterise_half_outside, r"the 0\.5 belongs inside the exp"),
+    ("8.1", latent.reparameterise_logvar_as_std, r"logvar is the log of the variance"),
+    ("8.1", latent.reparameterise_mean_only, r"that is the mean only"),
+    ("8.1", latent.reparameterise_fresh_noise, r"use the noise you are given"),
+    ("8.1", latent.reparameterise_detached, r"the sample has no gradient"),
+    ("8.2", latent.kl_mean_over_values, r"averages over the latent values"),
+    ("8.2", latent.kl_summed_over_batch, r"should have shape \(3,\), got \(\); return one KL per picture"),
+    ("8.2", latent.kl_no_half, r"factor 0\.5"),
+    ("8.2", latent.kl_no_minus_one, r"has a - 1"),
+    ("8.2", latent.kl_plus_logvar, r"minus sign"),
+    ("8.3", latent.latent_scale_std, r"that is the std itself"),
+    ("8.3", latent.latent_scale_per_channel, r"one per channel"),
+    ("8.3", latent.latent_scale_variance, r"divides by the variance"),
+    ("8.3", latent.latent_scale_mean_abs, r"mean absolute value"),
+    ("8.3", latent.latent_scale_rms, r"root mean square"),
+    ("8.4", latent.sdedit_start_reversed, r"reversed"),
+    ("8.4", latent.sdedit_start_truncated, r"int\(\) and floor cut it down"),
+    ("8.4", latent.sdedit_start_float, r"the start is an index, an int"),
+    ("8.4", latent.sdedit_start_timestep, r"a timestep t instead of its index"),
+]
+
+
+@pytest.mark.parametrize(("key", "wrong", "message"), LATENT_MISTAKES,
+                         ids=[f"{k}-{fn.__name__}" for k, fn, _ in LATENT_MISTAKES])
+def test_latent_mistake_is_named(key: str, wrong: Callable[..., Any], message: str) -> None:
+    with pytest.raises(ExerciseFailed, match=message) as info:
+        CHECKS[key](wrong)
+    assert "at index" not in str(info.value)
+
+
 def test_train_step_never_blames_a_missing_step_that_was_called() -> None:
     for wrong in (training.train_step_zero_grad_late, training.train_step_no_zero_grad, training.train_step_steps_twice):
         with pytest.raises(ExerciseFailed) as info:
@@ -164,6 +198,8 @@ def _check_source_lines(key: str) -> list[str]:
 @pytest.mark.parametrize(("key", "wrong"), [
     ("1.1", foundations.noising_step_no_sqrt), ("1.3", alpha_bars_cumsum), ("1.4", foundations.q_sample_swapped),
     ("1.4", foundations.q_sample_no_broadcast), ("4.3", training.ema_update_plain_mean),
+    ("8.1", latent.reparameterise_variance), ("8.2", latent.kl_no_minus_one), ("8.3", latent.latent_scale_std),
+    ("8.4", latent.sdedit_start_truncated),
 ])
 def test_failure_in_ipython_shows_the_diagnosis_only(key: str, wrong: Callable[..., Any]) -> None:
     """Jupyter shows what ``_render_traceback_`` returns: the message, not the check's frames (its answer)."""

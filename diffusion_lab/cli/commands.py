@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from diffusion_lab.cli.presets import Preset, build_objective, get_preset, noise_schedule
+from diffusion_lab.cli.presets import Preset, build_objective, checkpoint_extra, get_preset, noise_schedule
 from diffusion_lab.config import pick_device, seed_everything
 from diffusion_lab.data.files import atomic_write, check_writable
 from diffusion_lab.pretrained import checkpoints_dir, model_kinds, save_pretrained
@@ -71,14 +71,15 @@ def train_command(name: str, *, steps: int | None = None, out: str | Path | None
         command += " --resume"
     path = out / f"{name}.safetensors"
     if rank == 0:
+        finished = objective.finish(state.ema.model)  # e.g. the autoencoder's latent scale, saved with it
         root = checkpoints_root if checkpoints_root is not None else (None if publish else out)
         path = save_pretrained(name, state.ema.model, preset.model_config, kind=preset.kind,
                                schedule=noise_schedule(preset),
                                made_by={"command": command + (" --publish" if publish else ""),
                                         "train_seconds": round(seconds), "hardware": describe_hardware(device),
                                         "processes": world, "steps": preset.train.steps,
-                                        "precision": state.precision},
-                               root=root)
+                                        "precision": state.precision, **finished},
+                               root=root, extra=checkpoint_extra(preset), float16=preset.float16)
         print(f"saved {path} after {seconds / 60:.1f} min")
     if world > 1:
         dist.destroy_process_group()

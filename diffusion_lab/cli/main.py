@@ -45,9 +45,18 @@ def _student(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deterministic(args: argparse.Namespace) -> None:
+    """--deterministic: bit-for-bit repeatable GPU runs (``config.set_deterministic``); the CPU already is."""
+    if args.deterministic:
+        from diffusion_lab.config import set_deterministic
+
+        set_deterministic(True)
+
+
 def _train(args: argparse.Namespace) -> int:
     from diffusion_lab.cli.commands import train_command
 
+    _deterministic(args)
     try:
         train_command(args.preset, steps=args.steps, out=args.out, resume=args.resume, publish=args.publish)
     except KeyboardInterrupt as err:  # Ctrl-C: one line saying what is kept, not a trace through torch
@@ -76,6 +85,7 @@ def _interrupted(args: argparse.Namespace, step: int | None) -> str:
 def _sample(args: argparse.Namespace) -> int:
     from diffusion_lab.cli.commands import sample_command
 
+    _deterministic(args)
     path = sample_command(args.name, num=args.num, sampler=args.sampler, steps=args.steps,
                           class_label=args.class_label, seed=args.seed, out=args.out, eta=args.eta,
                           prompt=args.prompt, negative_prompt=args.negative_prompt,
@@ -104,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for resumable training checkpoints (default: runs/PRESET)")
     p.add_argument("--resume", action="store_true", help="continue from --out's checkpoint if there is one")
     p.add_argument("--publish", action="store_true", help="write the final weights to data/checkpoints")
+    p.add_argument("--deterministic", action="store_true",
+                   help="on a GPU: no TF32, deterministic kernels, so a rerun gives the same weights (slower)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("sample", help="generate samples from a named checkpoint into an .npz file")
@@ -125,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", help="read checkpoints from here instead of data/checkpoints")
     p.add_argument("--batch-size", type=int, default=256,
                    help="samples drawn at once (memory; the same seed and batch size give the same samples)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="on a GPU: no TF32, deterministic kernels, so the same seed gives the same samples bit "
+                        "for bit (slower); the CPU is always so")
     p.set_defaults(func=_sample)
     return parser
 

@@ -1,4 +1,4 @@
-"""Named training recipes: what `python -m diffusion_lab train --preset NAME` trains (chapters 04-07).
+"""Named training recipes: what `python -m diffusion_lab train --preset NAME` trains (chapters 04-08).
 
 Each preset fixes the model, the data, the noise schedule, the objective and the training settings,
 so that a shipped checkpoint can be remade by anyone with one command. ``tiny`` exists for tests.
@@ -20,6 +20,7 @@ import torch
 from diffusion_lab.schedules import NoiseSchedule
 from diffusion_lab.training import (
     AttributeObjective,
+    AutoencoderObjective,
     ClassifierObjective,
     DiffusionObjective,
     NoisyClassifierObjective,
@@ -32,7 +33,11 @@ from diffusion_lab.training import (
 class Preset:
     """A recipe. ``kind`` is a model kind of ``pretrained.model_kinds()``; ``data`` is "mnist", "shapes"
     (the training split of the captioned shapes, chapter 06), "shapes_all" (every combination) or a
-    2-D toy's name."""
+    2-D toy's name.
+
+    Chapter 08: ``kl_weight`` weighs an autoencoder's KL term; a latent model names the ``autoencoder``
+    checkpoint whose scaled latents of ``data`` it learns (encoded once, before training). ``float16``
+    stores the published weights in half precision."""
 
     name: str
     kind: str
@@ -43,6 +48,9 @@ class Preset:
     T: int = 1000
     conditional: bool = False
     description: str = ""
+    kl_weight: float = 0.0
+    autoencoder: str | None = None
+    float16: bool = False
 
     def with_steps(self, steps: int) -> Preset:
         return dataclasses.replace(self, train=dataclasses.replace(self.train, steps=steps))
@@ -52,6 +60,7 @@ def _presets() -> dict[str, Preset]:
     from diffusion_lab.data.shapes import caption_vocabulary
     from diffusion_lab.judges.attribute_scorer import AttributeScorerConfig
     from diffusion_lab.judges.mnist_classifier import ClassifierConfig
+    from diffusion_lab.models.autoencoder import AutoencoderConfig
     from diffusion_lab.models.mlp import MLPConfig
     from diffusion_lab.models.noisy_classifier import NoisyClassifierConfig
     from diffusion_lab.models.text_unet import TextUNetConfig
@@ -86,6 +95,25 @@ def _presets() -> dict[str, Preset]:
         Preset("shapes_scorer", "attribute_scorer", AttributeScorerConfig(), judge(SHAPES_SCORER_STEPS, 2e-3),
                data="shapes_all",
                description="reads shape, colour, size and position back from a picture (chapters 06-07)"),
+        Preset("mnist_autoencoder", "autoencoder", AutoencoderConfig.mnist(),
+               TrainConfig(steps=MNIST_AUTOENCODER_STEPS, batch_size=64, lr=1e-3, warmup_steps=100,
+                           cooldown_steps=MNIST_AUTOENCODER_STEPS // 4, ema_decay=0.0, checkpoint_every=250),
+               data="mnist", kl_weight=KL_WEIGHT, float16=True,
+               description="digits -> 4x8x8 latents and back, the first stage of latent diffusion (chapter 08)"),
+        Preset("mnist_latent", "latent_unet", dataclasses.replace(UNetConfig.mnist(), in_channels=4, out_channels=4,
+                                                                  image_size=8),
+               TrainConfig(steps=MNIST_LATENT_STEPS, batch_size=128, lr=5e-4, cooldown_steps=1500,
+                           checkpoint_every=250),  # float32: at 8 x 8, bf16 autocast is slower on a CPU
+               data="mnist", autoencoder="mnist_autoencoder", float16=True,
+               description="unconditional MNIST in mnist_autoencoder's latent space, the mnist U-Net's widths"),
+        Preset("shapes64_autoencoder", "autoencoder", AutoencoderConfig.shapes64(),
+               TrainConfig(steps=SHAPES64_AUTOENCODER_STEPS, batch_size=32, lr=1e-3, warmup_steps=100,
+                           cooldown_steps=SHAPES64_AUTOENCODER_STEPS // 4, ema_decay=0.0, checkpoint_every=250),
+               data="shapes_all", kl_weight=KL_WEIGHT, float16=True,
+               description="64x64 shapes -> 4x16x16 latents and back (chapters 08 and 11)"),
+        Preset("tiny_autoencoder", "autoencoder", AutoencoderConfig.tiny(),
+               TrainConfig(steps=20, batch_size=16, checkpoint_every=10, log_every=5, ema_decay=0.0),
+               data="mnist", kl_weight=KL_WEIGHT, description="a few seconds of training, for tests"),
         Preset("tiny", "unet", UNetConfig.tiny(), TrainConfig(steps=20, batch_size=16, checkpoint_every=10,
                                                               log_every=5), data="mnist",
                description="a few seconds of training, for tests"),
@@ -93,6 +121,10 @@ def _presets() -> dict[str, Preset]:
 
 
 SHAPES_TEXT_STEPS = 3000
+MNIST_AUTOENCODER_STEPS = 3000
+MNIST_LATENT_STEPS = 12_000
+SHAPES64_AUTOENCODER_STEPS = 3000
+KL_WEIGHT = 1e-4  # chapter 08's choice between a blurry and a sprawling latent: bench/results/autoencoder_kl.md
 SHAPES_SCORER_STEPS = 600
 SHAPES_TRAIN_IMAGES = 20_000  # about 90 pictures of each of the 220 training combinations
 
@@ -113,6 +145,7 @@ def load_training_data(preset: Preset) -> tuple[torch.Tensor, torch.Tensor | Non
     them, (N, L) int64 caption token ids for "shapes", (N, 4) attribute indices for "shapes_all"."""
     from diffusion_lab.data import make_toy, mnist_tensors
     from diffusion_lab.data.shapes import make_shapes
+    from diffusion_lab.latent import encode
     from diffusion_lab.models.text import Tokenizer
 
     if preset.data == "shapes":
@@ -125,14 +158,35 @@ def load_training_data(preset: Preset) -> tuple[torch.Tensor, torch.Tensor | Non
         return shapes.images, shapes.attribute_indices
     if preset.data == "mnist":
         images, labels = mnist_tensors("train")
+        if preset.autoencoder is not None:  # latent diffusion: the scaled latents, encoded once
+            images = encode(_load_autoencoder(preset), images)
         return images, labels if preset.conditional or preset.kind in ("classifier", "noisy_classifier") else None
     return make_toy(preset.data, 50_000, seed=0), None
 
 
+def _load_autoencoder(preset: Preset) -> torch.nn.Module:
+    from diffusion_lab.pretrained import load_pretrained
+
+    return load_pretrained(preset.autoencoder).model
+
+
+def checkpoint_extra(preset: Preset) -> dict:
+    """What a preset's checkpoint JSON records besides its config: for a latent model, the autoencoder whose
+    latents it learned and their scale s, which its pipeline checks before decoding anything."""
+    if preset.autoencoder is None:
+        return {}
+    from diffusion_lab.pretrained import read_manifest
+
+    autoencoder = _load_autoencoder(preset)
+    digest = read_manifest()[preset.autoencoder]["sha256"][f"{preset.autoencoder}.safetensors"]
+    return {"latent": {"autoencoder": preset.autoencoder, "latent_scale": float(autoencoder.latent_scale),
+                       "autoencoder_sha256": digest}}
+
+
 def noise_schedule(preset: Preset) -> NoiseSchedule | None:
     """The noise schedule a preset's model works with; None for the noise-free judges."""
-    return None if preset.kind in ("classifier", "attribute_scorer") else NoiseSchedule.from_name(preset.schedule,
-                                                                                                  preset.T)
+    return None if preset.kind in ("classifier", "attribute_scorer", "autoencoder") else NoiseSchedule.from_name(
+        preset.schedule, preset.T)
 
 
 def build_objective(preset: Preset, model: torch.nn.Module) -> Objective:
@@ -147,5 +201,7 @@ def build_objective(preset: Preset, model: torch.nn.Module) -> Objective:
         return NoisyClassifierObjective(data, labels, preset.model_config.num_classes, schedule)
     if preset.kind == "attribute_scorer":
         return AttributeObjective(data, labels, ATTRIBUTE_SIZES)
+    if preset.kind == "autoencoder":
+        return AutoencoderObjective(data, preset.model_config.latent_shape, preset.kl_weight)
     null = model.null_condition(1)[0] if preset.conditional else None  # () the null class, (L,) the empty prompt
     return DiffusionObjective(schedule, data, labels, null)

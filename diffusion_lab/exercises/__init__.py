@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from diffusion_lab.exercises import conditioning, foundations, guidance, sampling, training, unet
+from diffusion_lab.exercises import conditioning, foundations, guidance, latent, sampling, training, unet
 from diffusion_lab.exercises.conditioning import (  # chapter 06
     check_cross_attention,
     check_masked_attention_weights,
@@ -39,6 +39,12 @@ from diffusion_lab.exercises.guidance import (  # 07
     check_classifier_guided_eps,
     check_pick_scale,
 )
+from diffusion_lab.exercises.latent import (  # 08
+    check_kl_to_standard_normal,
+    check_latent_scale,
+    check_reparameterise,
+    check_sdedit_start,
+)
 from diffusion_lab.exercises.sampling import check_ddim_step, check_ddim_timesteps, check_posterior_mean  # 05
 from diffusion_lab.exercises.training import check_diffusion_loss, check_ema_update, check_train_step  # 04
 from diffusion_lab.exercises.unet import (  # chapter 03
@@ -50,7 +56,7 @@ from diffusion_lab.exercises.unet import (  # chapter 03
 
 # one module per part of the course; each defines its own CHECKS, keyed by exercise number
 CHECKS: dict[str, Callable[[Callable[..., Any]], None]] = {**foundations.CHECKS, **unet.CHECKS, **training.CHECKS, **sampling.CHECKS, **conditioning.CHECKS,
-                                                          **guidance.CHECKS}
+                                                          **guidance.CHECKS, **latent.CHECKS}
 
 __all__ = [
     "CHECKS",
@@ -82,4 +88,8 @@ __all__ = [
     "check_cfg_combine",
     "check_classifier_guided_eps",
     "check_pick_scale",
+    "check_reparameterise",
+    "check_kl_to_standard_normal",
+    "check_latent_scale",
+    "check_sdedit_start",
 ]

@@ -31,23 +31,25 @@ class ResBlock(nn.Module):
 
     The embedding ``emb`` (B, emb_dim) holds the timestep (plus the class, when there is one); a linear
     layer turns it into one shift per channel, added to every pixel. When the channel count changes,
-    the skip path gets a 1x1 conv so that the two branches can be added.
+    the skip path gets a 1x1 conv so that the two branches can be added. With ``emb_dim=None`` the block
+    reads no embedding (the autoencoder of chapter 08 has no timestep) and is called ``block(x)``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, emb_dim: int, num_groups: int,
+    def __init__(self, in_channels: int, out_channels: int, emb_dim: int | None, num_groups: int,
                  dropout: float = 0.0) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(num_groups, in_channels)
         self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
-        self.emb_proj = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, out_channels))
+        self.emb_proj = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, out_channels)) if emb_dim is not None else None
         self.norm2 = nn.GroupNorm(num_groups, out_channels)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv2 = zero_init(nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1))
         self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))  # (B, C_out, H, W)
-        h = h + self.emb_proj(emb)[:, :, None, None]  # (B, C_out, 1, 1) broadcast over H, W
+        if self.emb_proj is not None:
+            h = h + self.emb_proj(emb)[:, :, None, None]  # (B, C_out, 1, 1) broadcast over H, W
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))  # (B, C_out, H, W)
         return self.skip(x) + h  # (B, C_out, H, W)
 

@@ -1,4 +1,5 @@
-"""Interactive explorers: the forward process and its schedules (chapters 01 and 02), prompts (chapter 06).
+"""Interactive explorers: the forward process and its schedules (chapters 01 and 02), prompts (chapter 06),
+image-to-image strength (chapter 08).
 
 Each explorer is an ipywidgets layout wrapped in an ``Explorer`` that also carries a static
 picture. In a live notebook you get the slider or the text box; where no widget front end runs
@@ -215,3 +216,49 @@ def prompt_explorer(draw: Callable[[str], torch.Tensor], examples: Sequence[str]
     box = W.VBox([W.HBox([text, button]), status, image])
     return Explorer(box, _prompts_figure(drawn, nrow), f"Prompt explorer ({len(examples)} example prompts)",
                     text=text, button=button, image=image, status=status)
+
+
+def _strength_figure(drawn: Sequence[tuple[float, torch.Tensor]], nrow: int) -> Image.Image:
+    """One row per strength: the varied pictures side by side, the strength at the left."""
+    grids = [make_grid(images[:nrow], nrow=nrow) for _, images in drawn]
+    height, width = grids[0].shape[1] / 40, grids[0].shape[2] / 40
+    fig, axes = plt.subplots(len(drawn), 1, figsize=(max(3.0, width + 0.8), len(drawn) * (height + 0.1)),
+                             squeeze=False)
+    for ax, (strength, _), grid in zip(axes[:, 0], drawn, grids):
+        ax.imshow(to_display(grid), cmap="gray", vmin=0, vmax=1)
+        ax.set_ylabel(f"{strength:g}", rotation=0, ha="right", va="center", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    fig.suptitle("strength", x=0.02, ha="left", fontsize=9)
+    fig.tight_layout()
+    return figure_to_image(fig)
+
+
+def strength_explorer(vary: Callable[[float], torch.Tensor], strengths: Sequence[float] = (0.2, 0.4, 0.6, 0.8, 1.0),
+                      *, value: float = 0.5, nrow: int = 8, scale: int = 3) -> Explorer:
+    """A slider over an image-to-image strength (chapter 08's SDEdit, chapter 11's "vary").
+
+    vary: strength in [0, 1] -> pictures (N, C, H, W) in [-1, 1], e.g. the input first, then its variations.
+    strengths: drawn now, one row each, for the static picture shown where widgets cannot run.
+    """
+    if isinstance(strengths, str) or not strengths or not all(
+            isinstance(s, int | float) and not isinstance(s, bool) and 0 <= s <= 1 for s in strengths):
+        raise ValueError(f"strengths must be a list of numbers from 0 to 1, got {strengths!r}")
+    drawn = [(float(s), _check_drawn(vary(s), f"strength {s}")) for s in strengths]
+
+    def render(images: torch.Tensor) -> bytes:
+        return png_bytes(make_grid(images[:nrow], nrow=nrow), scale=scale)
+
+    slider = W.FloatSlider(value=value, min=0.0, max=1.0, step=0.05, description="strength", continuous_update=False,
+                           readout_format=".2f", layout=W.Layout(width="420px"))
+    image = W.Image(value=render(_check_drawn(vary(value), f"strength {value}")), format="png")
+
+    def on_change(change: dict) -> None:
+        image.value = render(_check_drawn(vary(change["new"]), f"strength {change['new']}"))
+
+    slider.observe(on_change, names="value")
+    box = W.VBox([slider, image])
+    return Explorer(box, _strength_figure(drawn, nrow), "Strength explorer (image-to-image)", slider=slider,
+                    image=image)

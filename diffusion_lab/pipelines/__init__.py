@@ -4,6 +4,7 @@
     unconditional.py      2-D points; images, optionally with classifier guidance
     class_conditional.py  class labels with classifier-free guidance
     text_conditional.py   prompts with classifier-free guidance and negative prompts
+    latent.py             latent diffusion: sample latents, decode them with the autoencoder (chapter 08)
     registry.py           model kind -> pipeline; load_pipeline(name)
     generate.py           generate(name, num, ...): the one-call API the CLI uses
 """

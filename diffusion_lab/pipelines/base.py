@@ -46,11 +46,11 @@ class DiffusionPipeline:
     """Sample from ``pre``, a loaded diffusion checkpoint. Subclasses say what they accept and how they guide.
 
     accepts: the conditions of ``DEFAULTS`` this pipeline reads. clip_range: the data lie in
-    [-clip_range, clip_range], where samplers clip their guess of x_0.
+    [-clip_range, clip_range], where samplers clip their guess of x_0; None: unbounded data, no clipping.
     """
 
     accepts: frozenset[str] = frozenset()
-    clip_range: float = 1.0
+    clip_range: float | None = 1.0
 
     def __init__(self, pre: Pretrained, root: str | Path | None = None) -> None:
         """pre: the loaded checkpoint; root: the folder its companions (a guiding classifier) are read from."""
@@ -92,8 +92,9 @@ class DiffusionPipeline:
         if sampler == "ddpm" and eta != 0:
             raise ValueError(f"eta={eta} is DDIM's setting: DDPM always adds its full noise. Drop eta (--eta) "
                              f"or use sampler='ddim' (--sampler ddim)")
-        scheduler = (DDPMScheduler(self.schedule, clip_sample_range=self.clip_range) if sampler == "ddpm"
-                     else DDIMScheduler(self.schedule, eta=eta, clip_sample_range=self.clip_range))
+        clip = {"clip_sample": self.clip_range is not None, "clip_sample_range": self.clip_range or 1.0}
+        scheduler = (DDPMScheduler(self.schedule, **clip) if sampler == "ddpm"
+                     else DDIMScheduler(self.schedule, eta=eta, **clip))
         scheduler.set_timesteps(steps)
         return scheduler
 

@@ -4,14 +4,17 @@
     ddpm.py        the posterior, ddpm_step, DDPMScheduler          (Ho et al. 2020)
     ddim.py        ddim_sigma, ddim_step, DDIMScheduler             (Song et al. 2021)
     loop.py        sample, Trajectory: the loop and a callback that records it
+    sdedit.py      sdedit, sdedit_start: image-to-image from a partly noised picture (chapter 08)
 """
 
 from diffusion_lab.sampling.ddim import DDIMScheduler, ddim_sigma, ddim_step
 from diffusion_lab.sampling.ddpm import DDPMScheduler, ddpm_step, posterior_mean_variance
 from diffusion_lab.sampling.loop import Callback, Model, Trajectory, record_trajectory, sample
 from diffusion_lab.sampling.scheduler import Scheduler, StepOutput, predict_x0
+from diffusion_lab.sampling.sdedit import sdedit, sdedit_start
 
 __all__ = [
     "Callback", "DDIMScheduler", "DDPMScheduler", "Model", "Scheduler", "StepOutput", "Trajectory", "ddim_sigma",
     "ddim_step", "ddpm_step", "posterior_mean_variance", "predict_x0", "record_trajectory", "sample",
+    "sdedit", "sdedit_start",
 ]

@@ -34,6 +34,7 @@ def sample(
     device: torch.device | str | None = None,
     x_T: torch.Tensor | None = None,
     callback: Callback | None = None,
+    start: int = 0,
 ) -> torch.Tensor:
     """Generate samples: Algorithm 2 of Ho et al. 2020 with a DDPMScheduler, DDIM (Song et al. 2021,
     eq. 12) with a DDIMScheduler. The loop is the same; only ``scheduler.step`` differs.
@@ -48,8 +49,13 @@ def sample(
     callback: callback(i, t, xt, pred_x0) runs after step i = 0, 1, ..., the step from timestep t; xt
         is the new sample x_{t_prev} (after the last step, the final sample) and pred_x0 is the guess
         of x_0 made at t.
+    start: skip the first ``start`` timesteps and begin at ``scheduler.timesteps[start]`` from ``x_T``, a
+        sample already noised to that step (SDEdit, ``sdedit.py``); callback's i still counts from 0.
     Runs without gradients. Returns the samples, (B, ...).
     """
+    if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start < len(scheduler.timesteps):
+        raise ValueError(f"start must be an int from 0 to {len(scheduler.timesteps) - 1} (an index into "
+                         f"scheduler.timesteps), got {start!r}")
     if x_T is None:
         x_T = randn(shape, generator, torch.float32, torch.device(device or "cpu"))
     else:
@@ -58,7 +64,7 @@ def sample(
             raise ValueError(f"x_T has shape {tuple(x_T.shape)} but shape={tuple(shape)} was asked for")
         x_T = x_T.to(device) if device is not None else x_T
     xt = x_T
-    for i, t in enumerate(scheduler.timesteps.tolist()):
+    for i, t in enumerate(scheduler.timesteps.tolist()[start:]):
         t_batch = torch.full((xt.shape[0],), t, dtype=torch.int64, device=xt.device)  # (B,)
         eps_pred = model(xt, t_batch)  # guidance: a wrapped model, same signature
         out = scheduler.step(eps_pred, t, xt, generator=generator)

@@ -4,10 +4,12 @@
     objective.py       the Objective interface: draw a batch, score the model on it
     diffusion.py       DDPM's noise-prediction loss, condition dropout, loss by timestep
     classification.py  the judges' cross-entropy objectives, with their augmentation
+    autoencoder.py     the autoencoder's reconstruction + KL objective (chapter 08)
     loop.py            fit: AdamW, schedule, clipping, NaN stop, EMA, progress, checkpoints, DDP
     ema.py, history.py, checkpoint.py, distributed.py   its parts
 """
 
+from diffusion_lab.training.autoencoder import AutoencoderObjective, autoencoder_loss
 from diffusion_lab.training.checkpoint import TrainState
 from diffusion_lab.training.classification import (
     AttributeObjective,
@@ -28,7 +30,7 @@ from diffusion_lab.training.loop import TrainingDiverged, TrainingInterrupted, f
 from diffusion_lab.training.objective import Objective
 
 __all__ = [
-    "EMA", "LR_SCHEDULES", "AttributeObjective", "ClassifierObjective", "DiffusionObjective", "LossHistory",
+    "EMA", "LR_SCHEDULES", "AttributeObjective", "AutoencoderObjective", "autoencoder_loss", "ClassifierObjective", "DiffusionObjective", "LossHistory",
     "NoisyClassifierObjective", "Objective", "TrainConfig", "TrainState", "TrainingDiverged", "TrainingInterrupted", "diffusion_loss",
     "draw_batch", "fit", "learning_rate", "loss_by_timestep", "one_cycle", "warmup_stable_decay",
 ]

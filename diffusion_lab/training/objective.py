@@ -40,6 +40,11 @@ class Objective:
         """This objective with whatever it computes with (a noise schedule, say) on ``device``."""
         return self
 
+    def finish(self, model: nn.Module) -> dict:
+        """Work done once on the trained weights before they are saved (the autoencoder measures its
+        latent scale here); returns what to record beside the checkpoint, {} when nothing."""
+        return {}
+
     def groups(self, batch: Batch) -> torch.Tensor | None:
         """Which of 10 groups each sample's loss is recorded under in the history (B,), or None."""
         return None

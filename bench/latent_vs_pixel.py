@@ -1,0 +1,283 @@
+"""What latent diffusion buys: pixel-space against latent-space MNIST models of the same U-Net (chapter 08).
+
+Latent diffusion's Figs. 5-6 (Rombach et al. 2022) in miniature, on this machine, in one run:
+
+- ``speed``: training images per second of the ``mnist`` U-Net on 1x28x28 pixels and of the same widths on
+  the ``mnist_autoencoder``'s 4x8x8 latents (each preset's batch and precision; latents encoded once, the
+  encoding's one-off cost reported apart), and sampling time per image with DDIM-50, decoding included;
+  the same two numbers at 64x64 RGB (3x64x64 pixels against the ``shapes64_autoencoder``'s 4x16x16 latents,
+  untrained U-Nets of equal widths: throughput does not depend on the weights).
+- ``quality``: the shipped ``mnist`` and ``mnist_latent``, DDIM-50, ``--num`` samples per seed: the share the
+  course classifier recognises (confidence >= 0.9), FID on its features against the 2,000 test digits,
+  classes present; and the autoencoder's reconstructions of the test digits, read as the right digit.
+- ``budget``: both models trained from scratch for ``--budget-minutes`` of wall-clock each (the preset's
+  recipe without its cooldown), scored with ``--budget-num`` DDIM-50 samples at ``--evals`` points: quality
+  against training time at equal CPU budget. Evaluation time is not counted as training time.
+
+    .venv/bin/python bench/latent_vs_pixel.py                          # everything (about 30 min on 2 cores)
+    .venv/bin/python bench/latent_vs_pixel.py --parts speed quality    # the bars only
+
+Writes bench/results/latent_vs_pixel.json and .md (parts not run keep their last results). Run it alone:
+timings taken beside another job are wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from diffusion_lab.cli.presets import build_objective, get_preset
+from diffusion_lab.config import pick_device, seed_everything
+from diffusion_lab.data import mnist_tensors
+from diffusion_lab.judges.metrics import class_counts, class_probabilities, fid, recognised_fraction
+from diffusion_lab.latent import decode, encode
+from diffusion_lab.models.autoencoder import Autoencoder, AutoencoderConfig
+from diffusion_lab.models.unet import UNet, UNetConfig
+from diffusion_lab.pipelines import load_pipeline
+from diffusion_lab.pretrained import load_pretrained
+from diffusion_lab.sampling import DDIMScheduler, sample
+from diffusion_lab.schedules import NoiseSchedule
+from diffusion_lab.training import DiffusionObjective, TrainConfig, fit
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PARTS = ("speed", "quality", "budget")
+
+
+def training_rate(model: torch.nn.Module, objective, config: TrainConfig, steps: int, device) -> float:
+    """Images per second of ``fit`` over ``steps`` steps, after 5 untimed warm-up steps."""
+    fit(model, objective, dataclasses.replace(config, steps=5, checkpoint_every=10**9), device=device, progress=False)
+    start = time.perf_counter()
+    fit(model, objective, dataclasses.replace(config, steps=steps, checkpoint_every=10**9), device=device,
+        progress=False)
+    return steps * config.batch_size / (time.perf_counter() - start)
+
+
+@torch.no_grad()
+def sampling_seconds(model: torch.nn.Module, shape: tuple[int, ...], num: int, device,
+                     autoencoder: Autoencoder | None = None) -> float:
+    """Seconds per image of DDIM-50 on ``num`` samples at once (best of 2), decoding included when latent."""
+    scheduler = DDIMScheduler(NoiseSchedule.from_name("cosine", 1000), clip_sample=autoencoder is None)
+    scheduler.set_timesteps(50)
+    best = float("inf")
+    for _ in range(2):
+        start = time.perf_counter()
+        x = sample(model.eval(), scheduler, (num, *shape), generator=torch.Generator().manual_seed(0), device=device)
+        if autoencoder is not None:
+            x = decode(autoencoder, x)
+        float(x.sum())  # wait for the device
+        best = min(best, time.perf_counter() - start)
+    return best / num
+
+
+def speed(device, steps: int) -> dict:
+    out = {}
+    pixel, latent = get_preset("mnist"), get_preset("mnist_latent")
+    images, _ = mnist_tensors("train")
+    autoencoder = load_pretrained("mnist_autoencoder", device=device).model
+    start = time.perf_counter()
+    latents = encode(autoencoder, images)
+    out["encode_seconds_20000"] = time.perf_counter() - start
+    schedule = NoiseSchedule.from_name("cosine", 1000)
+    for name, preset, data in (("mnist", pixel, images), ("mnist_latent", latent, latents)):
+        seed_everything(0)
+        model = UNet(preset.model_config)
+        rate = training_rate(model, DiffusionObjective(schedule, data), preset.train, steps, device)
+        shape = (preset.model_config.in_channels, preset.model_config.image_size, preset.model_config.image_size)
+        per_image = sampling_seconds(model, shape, 100, device, autoencoder if name == "mnist_latent" else None)
+        out[name] = {"train_images_per_s": rate, "sample_ms_per_image": 1000 * per_image,
+                     "batch_size": preset.train.batch_size, "precision": str(preset.train.mixed_precision)}
+        print(name, out[name], flush=True)
+    # 64 x 64 RGB: the same widths over 3x64x64 pixels and over 4x16x16 latents
+    ae64 = Autoencoder(AutoencoderConfig.shapes64()).to(device).eval()
+    ae64.latent_scale.fill_(1.0)  # throughput only: an untrained autoencoder, scale 1
+    base = UNetConfig(base_channels=32, channel_mults=(1, 2, 2))
+    config = TrainConfig(batch_size=32, mixed_precision=True)
+    for name, unet_config in (("pixels_64", dataclasses.replace(base, in_channels=3, out_channels=3, image_size=64)),
+                              ("latent_16", dataclasses.replace(base, in_channels=4, out_channels=4, image_size=16))):
+        seed_everything(0)
+        shape = (unet_config.in_channels, unet_config.image_size, unet_config.image_size)
+        data = torch.randn(512, *shape).clamp(-1, 1)
+        model = UNet(unet_config)
+        rate = training_rate(model, DiffusionObjective(schedule, data), config, max(steps // 4, 10), device)
+        per_image = sampling_seconds(model, shape, 16, device, ae64 if name == "latent_16" else None)
+        out[name] = {"train_images_per_s": rate, "sample_ms_per_image": 1000 * per_image, "batch_size": 32}
+        print(name, out[name], flush=True)
+    return out
+
+
+def judge_samples(clf, reference, images: torch.Tensor) -> dict:
+    probs = class_probabilities(clf, images)
+    return {"recognised": recognised_fraction(probs, 0.9), "fid": fid(clf, images, reference),
+            "classes_present": int((class_counts(probs) > 0).sum())}
+
+
+def quality(device, num: int, seeds: list[int]) -> dict:
+    clf = load_pretrained("mnist_classifier", device=device).model
+    reference, labels = mnist_tensors("test")
+    out = {}
+    for name in ("mnist", "mnist_latent"):
+        pipeline = load_pipeline(name, device=device)
+        rows = []
+        for seed in seeds:
+            start = time.perf_counter()
+            images = pipeline(num, sampler="ddim", steps=50, seed=seed).cpu()
+            rows.append({"seed": seed, "seconds": time.perf_counter() - start, **judge_samples(clf, reference, images)})
+            print(name, rows[-1], flush=True)
+        out[name] = {"per_seed": rows, **{k: sum(r[k] for r in rows) / len(rows) for k in ("recognised", "fid")},
+                     "classes_present": min(r["classes_present"] for r in rows)}
+    autoencoder = load_pretrained("mnist_autoencoder", device=device).model
+    for name, images in (("originals", reference), ("reconstructions", decode(autoencoder, encode(autoencoder, reference)))):
+        probs = class_probabilities(clf, images)
+        out[name] = {"right_digit": float((probs.argmax(1) == labels).float().mean()),
+                     "fid": fid(clf, images, reference) if name != "originals" else 0.0}
+        if name == "reconstructions":
+            out[name]["l1"] = float((images - reference).abs().mean())
+        print(name, out[name], flush=True)
+    return out
+
+
+class BudgetReached(Exception):
+    pass
+
+
+def budget(device, minutes: float, evals: int, num: int) -> dict:
+    clf = load_pretrained("mnist_classifier", device=device).model
+    reference, _ = mnist_tensors("test")
+    out = {}
+    for name in ("mnist", "mnist_latent"):
+        preset = get_preset(name)
+        seed_everything(0)
+        model = UNet(preset.model_config)
+        objective = build_objective(preset, model)
+        config = dataclasses.replace(preset.train, steps=10**7, cooldown_steps=0, checkpoint_every=10**9, log_every=10)
+        autoencoder = load_pretrained("mnist_autoencoder", device=device).model if preset.autoencoder else None
+        shape = (preset.model_config.in_channels, preset.model_config.image_size, preset.model_config.image_size)
+        marks = [minutes * 60 * (k + 1) / evals for k in range(evals)]
+        clock = {"start": time.perf_counter(), "paused": 0.0}
+        points = []
+
+        def on_log(state, *, autoencoder=autoencoder, shape=shape, points=points, marks=marks, clock=clock,
+                   name=name) -> None:
+            trained = time.perf_counter() - clock["start"] - clock["paused"]
+            if trained < marks[len(points)]:
+                return
+            pause = time.perf_counter()
+            scheduler = DDIMScheduler(NoiseSchedule.from_name("cosine", 1000), clip_sample=autoencoder is None)
+            scheduler.set_timesteps(50)
+            x = sample(state.ema.model.eval(), scheduler, (num, *shape), generator=torch.Generator().manual_seed(0),
+                       device=device)
+            state.ema.model.train()
+            images = (decode(autoencoder, x) if autoencoder is not None else x.clamp(-1, 1)).cpu()
+            points.append({"train_seconds": trained, "step": state.step, **judge_samples(clf, reference, images)})
+            print(name, points[-1], flush=True)
+            clock["paused"] += time.perf_counter() - pause
+            if len(points) == len(marks):
+                raise BudgetReached
+
+        try:
+            fit(model, objective, config, device=device, on_log=on_log, progress=False)
+        except BudgetReached:
+            pass
+        out[name] = points
+    return out
+
+
+def write_markdown(results: dict) -> None:
+    lines = [f"# Latent against pixel diffusion on MNIST ({results.get('date', '?')})", "",
+             f"Measured by `{results.get('command', '')}` on {results.get('hardware', '?')}, nothing else running. "
+             "Both MNIST models are the same U-Net (channels 32, 64, 128, attention in the middle); the latent one "
+             "reads the mnist_autoencoder's 4x8x8 latents instead of 1x28x28 pixels.", ""]
+    sp = results.get("speed")
+    if sp:
+        p, q = sp["mnist"], sp["mnist_latent"]
+        lines += ["## Speed", "",
+                  "| model | training images / s | DDIM-50 ms / image (decode included) |", "|---|---|---|",
+                  f"| mnist (1x28x28 pixels) | {p['train_images_per_s']:.0f} | {p['sample_ms_per_image']:.1f} |",
+                  f"| mnist_latent (4x8x8 latents) | {q['train_images_per_s']:.0f} | {q['sample_ms_per_image']:.1f} |",
+                  f"| **latent / pixel** | **{q['train_images_per_s'] / p['train_images_per_s']:.1f}x** | "
+                  f"**{p['sample_ms_per_image'] / q['sample_ms_per_image']:.1f}x faster** |",
+                  f"| pixels 3x64x64 (untrained, same widths) | {sp['pixels_64']['train_images_per_s']:.1f} | "
+                  f"{sp['pixels_64']['sample_ms_per_image']:.1f} |",
+                  f"| latents 4x16x16 (untrained, same widths) | {sp['latent_16']['train_images_per_s']:.1f} | "
+                  f"{sp['latent_16']['sample_ms_per_image']:.1f} |",
+                  f"| **latent / pixel at 64x64** | **{sp['latent_16']['train_images_per_s'] / sp['pixels_64']['train_images_per_s']:.1f}x** | "
+                  f"**{sp['pixels_64']['sample_ms_per_image'] / sp['latent_16']['sample_ms_per_image']:.1f}x faster** |",
+                  "", f"Encoding the 20,000 training digits once took {sp['encode_seconds_20000']:.1f} s "
+                  "(not in the training rate: it is paid once per data set). Sampling: 100 images at once for MNIST, "
+                  "16 at 64x64, best of two.", ""]
+    qu = results.get("quality")
+    if qu:
+        lines += ["## Quality (DDIM-50, mean over seeds)", "", "| model | recognised | FID | classes present |",
+                  "|---|---|---|---|"]
+        for name in ("mnist", "mnist_latent"):
+            r = qu[name]
+            seeds = ", ".join(f"{x['recognised']:.1%}" for x in r["per_seed"])
+            lines.append(f"| {name} | {r['recognised']:.1%} ({seeds}) | {r['fid']:.2f} | {r['classes_present']} |")
+        lines += ["", f"The autoencoder's reconstructions of the 2,000 test digits: {qu['reconstructions']['right_digit']:.1%} "
+                  f"read as the right digit (originals: {qu['originals']['right_digit']:.1%}); L1 error "
+                  f"{qu['reconstructions']['l1']:.4f}; FID {qu['reconstructions']['fid']:.2f}.", ""]
+    bu = results.get("budget")
+    if bu:
+        lines += ["## Quality against training time, equal CPU budget", "",
+                  "| model | minutes trained | steps | recognised | FID |", "|---|---|---|---|---|"]
+        for name, points in bu.items():
+            for pt in points:
+                lines.append(f"| {name} | {pt['train_seconds'] / 60:.1f} | {pt['step']} | {pt['recognised']:.1%} "
+                             f"| {pt['fid']:.1f} |")
+        lines.append("")
+    if sp and qu:
+        p, q = sp["mnist"], sp["mnist_latent"]
+        recon = qu["reconstructions"]["right_digit"] - qu["originals"]["right_digit"]
+        lines += ["## Bars (issue 14)", "", "| bar | measured | met |", "|---|---|---|",
+                  f"| mnist_latent recognised within 3 points of mnist | {qu['mnist_latent']['recognised']:.1%} vs "
+                  f"{qu['mnist']['recognised']:.1%} | {'yes' if qu['mnist_latent']['recognised'] >= qu['mnist']['recognised'] - 0.03 else 'no'} |",
+                  f"| every class present | {qu['mnist_latent']['classes_present']} of 10 | "
+                  f"{'yes' if qu['mnist_latent']['classes_present'] == 10 else 'no'} |",
+                  f"| sampling >= 4x faster per image | {p['sample_ms_per_image'] / q['sample_ms_per_image']:.1f}x | "
+                  f"{'yes' if p['sample_ms_per_image'] >= 4 * q['sample_ms_per_image'] else 'no'} |",
+                  f"| training >= 5x more images / s | {q['train_images_per_s'] / p['train_images_per_s']:.1f}x | "
+                  f"{'yes' if q['train_images_per_s'] >= 5 * p['train_images_per_s'] else 'no'} |",
+                  f"| reconstructions recognised within 1 point of originals | {recon * 100:+.1f} points | "
+                  f"{'yes' if recon >= -0.01 else 'no'} |", ""]
+    (RESULTS / "latent_vs_pixel.md").write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--train-steps", type=int, default=40, help="timed training steps per model (speed)")
+    parser.add_argument("--num", type=int, default=500, help="samples per seed (quality)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--budget-minutes", type=float, default=8.0, help="training wall-clock per model (budget)")
+    parser.add_argument("--evals", type=int, default=4, help="evaluations per model, evenly spaced (budget)")
+    parser.add_argument("--budget-num", type=int, default=200, help="samples per evaluation (budget)")
+    args = parser.parse_args()
+    device = pick_device()
+    path = RESULTS / "latent_vs_pixel.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    if "speed" in args.parts:
+        results["speed"] = speed(device, args.train_steps)
+    if "quality" in args.parts:
+        results["quality"] = quality(device, args.num, args.seeds)
+    if "budget" in args.parts:
+        results["budget"] = budget(device, args.budget_minutes, args.evals, args.budget_num)
+    results.update(date=dt.date.today().isoformat(),
+                   command="python bench/latent_vs_pixel.py " + " ".join(
+                       f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                       for k, v in vars(args).items()),
+                   hardware=f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+                            f"device {device}")
+    RESULTS.mkdir(exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    write_markdown(results)
+
+
+if __name__ == "__main__":
+    main()
