@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -191,7 +192,9 @@ def budget(device, minutes: float, evals: int, num: int) -> dict:
 
 def write_markdown(results: dict) -> None:
     lines = [f"# Latent against pixel diffusion on MNIST ({results.get('date', '?')})", "",
-             f"Measured by `{results.get('command', '')}` on {results.get('hardware', '?')}, nothing else running. "
+             f"Measured by `{results.get('command', '')}` on {results.get('hardware', '?')}; the load average was "
+             f"{results.get('load_at_start', float('nan')):.2f} when it started (run it alone: timings beside other "
+             "jobs are wrong). "
              "Both MNIST models are the same U-Net (channels 32, 64, 128, attention in the middle); the latent one "
              "reads the mnist_autoencoder's 4x8x8 latents instead of 1x28x28 pixels.", ""]
     sp = results.get("speed")
@@ -259,6 +262,7 @@ def main() -> None:
     parser.add_argument("--evals", type=int, default=4, help="evaluations per model, evenly spaced (budget)")
     parser.add_argument("--budget-num", type=int, default=200, help="samples per evaluation (budget)")
     args = parser.parse_args()
+    load_at_start = os.getloadavg()[0]
     device = pick_device()
     path = RESULTS / "latent_vs_pixel.json"
     results = json.loads(path.read_text()) if path.exists() else {}
@@ -268,7 +272,7 @@ def main() -> None:
         results["quality"] = quality(device, args.num, args.seeds)
     if "budget" in args.parts:
         results["budget"] = budget(device, args.budget_minutes, args.evals, args.budget_num)
-    results.update(date=dt.date.today().isoformat(),
+    results.update(date=dt.date.today().isoformat(), load_at_start=load_at_start,
                    command="python bench/latent_vs_pixel.py " + " ".join(
                        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
                        for k, v in vars(args).items()),

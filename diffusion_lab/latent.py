@@ -27,7 +27,8 @@ from diffusion_lab.tensors import eval_mode
 
 def _scale(autoencoder: Autoencoder) -> torch.Tensor:
     s = autoencoder.latent_scale
-    if not math.isfinite(float(s)) or float(s) <= 0:
+    value = float(s)  # one read per encode / decode call (a sync on a GPU), never one per sampling step
+    if not math.isfinite(value) or value <= 0:
         raise ValueError("this autoencoder's latent scale s was never measured (it is NaN): call "
                          "latent.measure_latent_scale(autoencoder, training_images) after training it, "
                          "or load a trained one with load_pretrained('mnist_autoencoder')")

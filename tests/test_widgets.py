@@ -25,6 +25,7 @@ from diffusion_lab.notebook.widgets import (  # noqa: E402
     Explorer,
     prompt_explorer,
     schedule_explorer,
+    strength_explorer,
     timestep_explorer,
 )
 from diffusion_lab.schedules import NoiseSchedule  # noqa: E402
@@ -263,3 +264,39 @@ def test_prompt_explorer_rejects_a_draw_that_returns_no_images() -> None:
     ex = prompt_explorer(lambda p: _fake_draw(p) if p == "ok" else torch.zeros(3), ["ok"])
     ex.text.value = "something else"
     assert "must return images" in ex.status.value
+
+
+def _fake_vary(strength: float) -> torch.Tensor:
+    """Three 'digits' whose brightness is the strength: a picture that changes with the slider."""
+    return torch.full((3, 1, 4, 4), 2 * float(strength) - 1)
+
+
+def test_strength_explorer_redraws_on_the_slider() -> None:
+    calls: list[float] = []
+
+    def vary(strength: float) -> torch.Tensor:
+        calls.append(strength)
+        return _fake_vary(strength)
+
+    ex = strength_explorer(vary, strengths=(0.2, 1.0), value=0.5, scale=2)
+    assert isinstance(ex, Explorer)
+    assert calls == [0.2, 1.0, 0.5]  # the static picture's rows, then the slider's start
+    first = ex.image.value
+    assert Image.open(io.BytesIO(first)).size == (2 * (3 * 4 + 4 * 2), 2 * (4 + 2 * 2))
+    ex.slider.value = 0.8
+    assert calls[-1] == 0.8 and ex.image.value != first
+    data, metadata = ex._repr_mimebundle_()
+    assert WIDGET_MIME in data and metadata == {LIVE_ONLY: [WIDGET_MIME]}
+    png = Image.open(io.BytesIO(base64.b64decode(data["image/png"])))
+    assert png.size == ex.fallback.size
+
+
+@pytest.mark.parametrize("strengths", [[], "0.5", [1.5], [True], [-0.1]])
+def test_strength_explorer_needs_strengths_in_0_1(strengths) -> None:
+    with pytest.raises(ValueError, match="strengths must be a list of numbers from 0 to 1"):
+        strength_explorer(_fake_vary, strengths)
+
+
+def test_strength_explorer_rejects_a_vary_that_returns_no_images() -> None:
+    with pytest.raises(ValueError, match=r"must return images shaped \(N, C, H, W\)"):
+        strength_explorer(lambda s: torch.zeros(4, 4), strengths=(0.5,))

@@ -222,7 +222,7 @@ def _strength_figure(drawn: Sequence[tuple[float, torch.Tensor]], nrow: int) -> 
     """One row per strength: the varied pictures side by side, the strength at the left."""
     grids = [make_grid(images[:nrow], nrow=nrow) for _, images in drawn]
     height, width = grids[0].shape[1] / 40, grids[0].shape[2] / 40
-    fig, axes = plt.subplots(len(drawn), 1, figsize=(max(3.0, width + 0.8), len(drawn) * (height + 0.1)),
+    fig, axes = plt.subplots(len(drawn), 1, figsize=(max(3.0, width + 0.8), len(drawn) * max(0.6, height + 0.1)),
                              squeeze=False)
     for ax, (strength, _), grid in zip(axes[:, 0], drawn, grids):
         ax.imshow(to_display(grid), cmap="gray", vmin=0, vmax=1)

@@ -32,7 +32,7 @@ class LatentImagePipeline(DiffusionPipeline):
         if not isinstance(latent, dict) or "autoencoder" not in latent or "latent_scale" not in latent:
             raise CheckpointError(f"{pre.name}.json does not say which autoencoder decodes its latents "
                                   f"('latent': {{'autoencoder': ..., 'latent_scale': ...}}); remake it with its command")
-        self.autoencoder = load_pretrained(latent["autoencoder"], root=root, device=self.device).model
+        self.autoencoder = load_pretrained(latent["autoencoder"], root=root).model  # on the CPU: checked first
         found = float(self.autoencoder.latent_scale)
         if not math.isclose(found, latent["latent_scale"], rel_tol=1e-5):
             raise CheckpointError(f"{pre.name} learned the latents of {latent['autoencoder']} scaled by s = "
@@ -40,6 +40,7 @@ class LatentImagePipeline(DiffusionPipeline):
                                   f"{found:.6g}: it was retrained since. Retrain {pre.name} on its latents "
                                   f"(python -m diffusion_lab train --preset {pre.name}) or restore both with "
                                   f"`git checkout data/checkpoints`")
+        self.autoencoder.to(self.device)
 
     def sample_latents(self, num: int, **kwargs: Any) -> torch.Tensor:
         """``num`` scaled latents (num, c, h, w), sampled as ``DiffusionPipeline.__call__`` samples."""

@@ -36,7 +36,7 @@ class AutoencoderObjective(Objective):
 
     images: torch.Tensor
     latent_shape: tuple[int, int, int]
-    kl_weight: float = 1e-4
+    kl_weight: float = 1e-2
 
     def __post_init__(self) -> None:
         check_finite_data(check_images(self.images, "images"), "the training images")
