@@ -53,7 +53,9 @@ def measure(model: Autoencoder, x: torch.Tensor, y: torch.Tensor, judge: torch.n
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=800)
-    parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 1e-6, 1e-4, 1e-2, 1.0])
+    parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 1e-6, 1e-4, 1e-2, 0.1, 1.0])
+    parser.add_argument("--merge", action="store_true",
+                        help="add these weights to the recorded rows (same --steps) instead of replacing them")
     args = parser.parse_args()
     base = get_preset("mnist_autoencoder")
     train = dataclasses.replace(base.train, steps=args.steps, cooldown_steps=args.steps // 4, checkpoint_every=10**9)
@@ -73,11 +75,19 @@ def main() -> None:
         rows.append(row)
     originals = float((class_probabilities(judge, x).argmax(1) == y).float().mean())
     RESULTS.mkdir(exist_ok=True)
+    weights = list(args.weights)
+    if args.merge and (RESULTS / "autoencoder_kl.json").exists():
+        old = json.loads((RESULTS / "autoencoder_kl.json").read_text())
+        if old["steps"] != args.steps:
+            raise SystemExit(f"--merge needs the recorded --steps {old['steps']}, got {args.steps}")
+        kept = [r for r in old["rows"] if r["kl_weight"] not in args.weights]
+        rows = sorted(kept + rows, key=lambda r: r["kl_weight"])
+        weights = [r["kl_weight"] for r in rows]
     (RESULTS / "autoencoder_kl.json").write_text(json.dumps({"steps": args.steps, "originals": originals,
                                                              "rows": rows}, indent=2) + "\n")
     lines = [f"# The autoencoder's KL weight ({time.strftime('%Y-%m-%d')})", "",
              f"Measured by `python bench/autoencoder_kl.py --steps {args.steps} --weights "
-             f"{' '.join(f'{w:g}' for w in args.weights)}`: the mnist_autoencoder network trained {args.steps} "
+             f"{' '.join(f'{w:g}' for w in weights)}`: the mnist_autoencoder network trained {args.steps} "
              f"steps at each weight (torch {torch.__version__}, {torch.get_num_threads()} threads), scored on the "
              f"2,000 bundled test digits. The classifier recognises {originals:.1%} of the originals as the right "
              "digit. 'moved' is the mean L1 change of the decoded picture when the scaled latent moves by "

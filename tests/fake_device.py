@@ -52,6 +52,9 @@ def _name(func) -> str:
     return name
 
 
+CLEAN_UP_BYTES = 256 * 2**20
+
+
 class FakeDevice(TorchFunctionMode):
     """Pretend ``device`` ("cuda" or "mps") exists; see the module docstring."""
 
@@ -59,7 +62,8 @@ class FakeDevice(TorchFunctionMode):
         super().__init__()
         self.device = torch.device(device)
         self.storages: dict[int, torch.UntypedStorage] = {}
-        self._live = 1024  # storages kept after the last clean-up; a clean-up runs when twice as many are held
+        self._live = 1024  # storages kept after the last clean-up; a clean-up runs when twice as many are held,
+        self._new_bytes = 0  # or when the storages tagged since then hold more than CLEAN_UP_BYTES
         self.syncs = 0
         self.sync_sites: list[str] = []  # where each sync happened (file:line), for a test's failure message
 
@@ -80,7 +84,10 @@ class FakeDevice(TorchFunctionMode):
                 raise DeviceBug(f"float64 on {self.device}: Apple's MPS has no float64; compute it on the CPU")
             if p not in self.storages:
                 self.storages[p] = t.untyped_storage()
-                if len(self.storages) > 2 * self._live:  # now and then, forget storages no tensor uses any more
+                self._new_bytes += self.storages[p].nbytes()
+                # now and then, forget storages no tensor uses any more: by count, and by size (a few large
+                # activations, such as a batch of 1,000 pictures through a network, must not pile up)
+                if len(self.storages) > 2 * self._live or self._new_bytes > CLEAN_UP_BYTES:
                     self._forget_unused()
 
     def _forget_unused(self) -> None:
@@ -88,6 +95,7 @@ class FakeDevice(TorchFunctionMode):
         them would hold every intermediate of a long run in memory."""
         self.storages = {p: s for p, s in self.storages.items() if torch._C._storage_Use_Count(s._cdata) > 1}
         self._live = max(1024, len(self.storages))
+        self._new_bytes = 0
 
     def _wants(self, device: object) -> bool:
         if device is None:

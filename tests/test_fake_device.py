@@ -5,6 +5,9 @@ would refuse and counts the host-device synchronisations that make a GPU wait.""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -169,3 +172,21 @@ def test_chapter_model_code_runs_on_the_device():
         assert on_mps.snr(torch.tensor([0, 99])).dtype == torch.float32
         assert on_mps.log_snr(5).dtype == torch.float32
         assert diversity(images.to("mps")) > 0
+
+
+# ----- whole chapters on the device -------------------------------------------------------------------------
+
+DEVICE_CHAPTERS = sorted(p.name for p in (Path(__file__).resolve().parents[1] / "chapters").glob("[0-9][0-9]_*.py")
+                         if "pick_device()" in p.read_text())
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("chapter", DEVICE_CHAPTERS)
+def test_chapter_runs_on_the_device(chapter):
+    """Every chapter that picks a device runs top to bottom, in quick mode, with everything it puts there checked
+    (in a subprocess: the runner patches torch's device queries for the whole process)."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "tests" / "run_chapter_on_fake_device.py"),
+                           str(root / "chapters" / chapter)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{chapter} failed on the fake device:\n{done.stderr[-3000:]}"
+    assert "ran on a fake cuda" in done.stdout

@@ -102,7 +102,7 @@ def _presets() -> dict[str, Preset]:
                description="digits -> 4x8x8 latents and back, the first stage of latent diffusion (chapter 08)"),
         Preset("mnist_latent", "latent_unet", dataclasses.replace(UNetConfig.mnist(), in_channels=4, out_channels=4,
                                                                   image_size=8),
-               TrainConfig(steps=MNIST_LATENT_STEPS, batch_size=128, lr=5e-4, cooldown_steps=1500,
+               TrainConfig(steps=MNIST_LATENT_STEPS, batch_size=128, lr=5e-4, cooldown_steps=3000,
                            checkpoint_every=250),  # float32: at 8 x 8, bf16 autocast is slower on a CPU
                data="mnist", autoencoder="mnist_autoencoder", float16=True,
                description="unconditional MNIST in mnist_autoencoder's latent space, the mnist U-Net's widths"),
@@ -122,7 +122,7 @@ def _presets() -> dict[str, Preset]:
 
 SHAPES_TEXT_STEPS = 3000
 MNIST_AUTOENCODER_STEPS = 3000
-MNIST_LATENT_STEPS = 12_000
+MNIST_LATENT_STEPS = 36_000
 SHAPES64_AUTOENCODER_STEPS = 3000
 KL_WEIGHT = 1e-2  # chapter 08: compact (KL per value 1.4 against 4.3 at 1e-4), robust, not blurrier: bench/results/autoencoder_kl.md
 SHAPES_SCORER_STEPS = 600
