@@ -1,4 +1,5 @@
-"""The pins live in pyproject.toml only; environment.yml, course.py and CI follow from them."""
+"""The pins live in pyproject.toml only; environment.yml (the learner's), environment-dev.yml, course.py and CI
+follow from them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"
 ENV_FILE = ROOT / "environment.yml"
+DEV_ENV_FILE = ROOT / "environment-dev.yml"
+# What only the tests need: the learner's environment.yml must not install these.
+TEST_TOOLS = {"pytest", "pytest-timeout", "nbval", "playwright", "ruff"}
 PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[0-9][A-Za-z0-9.+!-]*)$")
 
 
@@ -41,9 +45,12 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _pyproject_pins() -> dict[str, str]:
+def _pyproject_pins(extras: tuple[str, ...] | None = None) -> dict[str, str]:
+    """name -> version for the dependencies and ``extras`` (every extra when None)."""
     pins: dict[str, str] = {}
     for where, req in _all_requirements():
+        if where != "dependencies" and extras is not None and where.strip("[]") not in extras:
+            continue
         m = PIN.match(req.strip())
         assert m, f"{where}: {req!r} is not pinned with =="
         name, version = _norm(m["name"]), m["version"]
@@ -77,6 +84,7 @@ def test_sync_environment_check_passes() -> None:
 
 def test_environment_yml_is_rendered_from_pyproject() -> None:
     assert _sync_environment().render(PYPROJECT) == ENV_FILE.read_text()
+    assert _sync_environment().render(PYPROJECT, kind="dev") == DEV_ENV_FILE.read_text()
 
 
 @pytest.mark.parametrize(("where", "requirement"), _all_requirements(), ids=lambda v: str(v))
@@ -93,21 +101,35 @@ def test_torch_pinned_exactly() -> None:
     assert _pyproject_pins()["torch"] == "2.13.0"
 
 
-def test_environment_pip_pins_equal_pyproject() -> None:
-    entries = _environment_pip_section(ENV_FILE.read_text())
+def _environment_pins(path: Path) -> dict[str, str]:
+    entries = _environment_pip_section(path.read_text())
     assert entries[0] == "-e ."
     env_pins: dict[str, str] = {}
     for entry in entries[1:]:
         m = PIN.match(entry)
-        assert m, f"environment.yml: {entry!r} is not pinned with =="
-        assert _norm(m["name"]) not in env_pins, f"environment.yml lists {m['name']} twice"
+        assert m, f"{path.name}: {entry!r} is not pinned with =="
+        assert _norm(m["name"]) not in env_pins, f"{path.name} lists {m['name']} twice"
         env_pins[_norm(m["name"])] = m["version"]
-    assert env_pins == _pyproject_pins()
+    return env_pins
+
+
+def test_environment_pip_pins_equal_pyproject() -> None:
+    """The learner's file has the dependencies and [lab]; the dev file every pin."""
+    assert _environment_pins(ENV_FILE) == _pyproject_pins(("lab",))
+    assert _environment_pins(DEV_ENV_FILE) == _pyproject_pins()
+
+
+def test_learner_environment_has_no_test_tools() -> None:
+    learner = set(_environment_pins(ENV_FILE))
+    assert not learner & TEST_TOOLS, f"environment.yml installs test tools: {sorted(learner & TEST_TOOLS)}"
+    assert TEST_TOOLS <= set(_environment_pins(DEV_ENV_FILE))
+    assert {"torch", "jupyterlab", "ipykernel"} <= learner
 
 
 def test_environment_python_matches_requires_python() -> None:
     minimum = _project()["requires-python"].removeprefix(">=")
-    assert f"  - python={minimum}" in ENV_FILE.read_text().splitlines()
+    for path in (ENV_FILE, DEV_ENV_FILE):
+        assert f"  - python={minimum}" in path.read_text().splitlines(), path.name
 
 
 def test_drift_is_detected(tmp_path: Path) -> None:
@@ -118,10 +140,19 @@ def test_drift_is_detected(tmp_path: Path) -> None:
     assert '"numpy==' in text
     changed.write_text(re.sub(r'"numpy==[^"]+"', '"numpy==1.0.0"', text, count=1))
 
-    rendered = sync.render(changed)
-    assert rendered != ENV_FILE.read_text()
-    assert "numpy==1.0.0" in rendered
-    assert sync.render(PYPROJECT) == ENV_FILE.read_text()
+    for kind, path in (("learner", ENV_FILE), ("dev", DEV_ENV_FILE)):
+        rendered = sync.render(changed, kind=kind)
+        assert rendered != path.read_text()
+        assert "numpy==1.0.0" in rendered
+        assert sync.render(PYPROJECT, kind=kind) == path.read_text()
+
+
+def test_dev_only_pin_change_is_detected_in_the_dev_file_only(tmp_path: Path) -> None:
+    sync = _sync_environment()
+    changed = tmp_path / "pyproject.toml"
+    changed.write_text(re.sub(r'"ruff==[^"]+"', '"ruff==0.0.1"', PYPROJECT.read_text(), count=1))
+    assert sync.render(changed) == ENV_FILE.read_text()
+    assert "ruff==0.0.1" in sync.render(changed, kind="dev")
 
 
 # ----- course.py and CI --------------------------------------------------------------------------
