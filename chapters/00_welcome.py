@@ -87,9 +87,10 @@ plt.show()
 # | 05 | sampling | DDPM and DDIM: from pure noise to digits |
 # | 06 | text conditioning | a tokenizer, a text encoder and cross-attention |
 # | 07 | guidance | classifier and classifier-free guidance |
-# | 08 | latent diffusion | diffusion inside an autoencoder's latent space |
-# | 09 | scores, SDEs, flows | the continuous-time view of the same idea |
-# | 10 | text-to-image systems | mini Stable Diffusion, mini DALL·E 2, an `/imagine` loop |
+# | 08 | latent diffusion | an autoencoder, its latent scale, diffusion in its latent space, image-to-image |
+# | 09 | scores, SDEs, flows | the continuous-time view of the same idea; samplers with fewer steps |
+# | 10 | CLIP and DALL·E 2 | a small CLIP, a diffusion prior, a decoder from image embeddings |
+# | 11 | your own text-to-image system | a mini Stable Diffusion and a Midjourney-style `/imagine` loop |
 #
 # Chapters 00–07 are ready; the rest are being written and will appear in `chapters/` in order.
 #

@@ -1,0 +1,619 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 08 · Latent diffusion: run the diffusion where the pixels are not
+#
+# Every model so far denoised pixels. A 28 × 28 digit has 784 of them, and our U-Net visits each one at
+# every one of 50 sampling steps. A 512 × 512 colour photograph has 786,432. Pixel-space diffusion at
+# that size needed weeks of many GPUs, until Rombach et al. (2022) split the job in two: an
+# **autoencoder** squeezes each image into a small **latent**, trained once, and the diffusion model
+# learns and samples *latents*; the decoder turns the final latent into a picture. That is **latent
+# diffusion**, the "LD" in Stable Diffusion, and the reason it runs on one consumer GPU.
+#
+# Here we build the autoencoder, train it briefly, load the one the course ships, and run the
+# chapter-03 U-Net with the chapter-04 training on its latents, unchanged. Then we measure what the
+# idea buys on this machine, and what it costs.
+#
+# **Learning goals**
+#
+# - Say why diffusion in pixel space is expensive, and how the cost grows with the picture.
+# - Build a convolutional autoencoder with a Gaussian latent: the reparameterised sample, the KL term,
+#   and what its small weight does.
+# - Measure the **latent scale** $s$, apply it in exactly one encode / decode pair, and show what goes
+#   wrong without it.
+# - Explain why decoding random latents does not give digits, and why a diffusion model sits on top.
+# - Train latent diffusion with the chapter-04 loop, and measure its speed and quality against the pixel
+#   model at equal cost.
+# - Edit images in latent space with SDEdit (image-to-image), the "vary" button of chapter 11.
+#
+# **Run time:** ⟨RUNTIME⟩ in full mode on a 2-core laptop CPU.
+
+# %%
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from diffusion_lab.cli.presets import KL_WEIGHT
+from diffusion_lab.config import mode_name, pick, pick_device, seed_everything
+from diffusion_lab.data import mnist_tensors
+from diffusion_lab.data.shapes import make_shapes
+from diffusion_lab.exercises import (
+    check_kl_to_standard_normal,
+    check_latent_scale,
+    check_reparameterise,
+    check_sdedit_start,
+)
+from diffusion_lab.judges.metrics import class_probabilities, fid, recognised_fraction
+from diffusion_lab.latent import decode, encode
+from diffusion_lab.models import UNet, UNetConfig, count_parameters
+from diffusion_lab.models.autoencoder import Autoencoder, AutoencoderConfig, DiagonalGaussian
+from diffusion_lab.notebook.figures import show_images, use_course_style
+from diffusion_lab.notebook.widgets import strength_explorer
+from diffusion_lab.pipelines import load_pipeline
+from diffusion_lab.pretrained import load_pretrained, read_manifest
+from diffusion_lab.sampling import DDIMScheduler, sample, sdedit
+from diffusion_lab.sampling import sdedit_start as package_sdedit_start
+from diffusion_lab.schedules import NoiseSchedule
+from diffusion_lab.training import AutoencoderObjective, DiffusionObjective, TrainConfig, fit
+
+use_course_style()
+seed_everything(0)
+device = pick_device()  # CUDA, then Apple's MPS, then the CPU: every model below trains and samples there
+print(f"mode: {mode_name()}, device: {device}")
+
+train_digits, _ = mnist_tensors("train")  # (20000, 1, 28, 28) in [-1, 1]
+test_digits, test_labels = mnist_tensors("test")  # (2000, 1, 28, 28), (2000,)
+judge = load_pretrained("mnist_classifier", device=device).model  # the course's digit classifier (chapter 05)
+
+
+def right_digit(images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of images the judge reads as the given digit."""
+    return float((class_probabilities(judge, images).argmax(1) == labels).float().mean())
+
+
+def recognised(images: torch.Tensor) -> float:
+    """Share of images the judge reads as *some* digit with confidence >= 0.9 (chapter 05's measure)."""
+    return recognised_fraction(class_probabilities(judge, images))
+
+
+# %% [markdown]
+# ## 1. Why pixels are expensive
+#
+# A convolution costs a fixed amount per pixel, so a U-Net's cost grows with the number of pixels; an
+# attention layer compares every position with every other one, so its cost grows with their *square*.
+# Latent diffusion shrinks both by running the same network on a smaller grid. Our autoencoder maps a
+# digit (padded to 32 × 32) to a latent of 4 channels at 8 × 8: a downsampling factor $f = 4$ per side,
+# 256 numbers where the picture had 784. Below, the chapter-05 MNIST U-Net and the same widths on such
+# latents: the same parameters (apart from the first and last convolution), one training step each,
+# timed here.
+
+# %%
+pixel_config = UNetConfig.mnist()  # 1 x 28 x 28, channels 32, 64, 128 at 28, 14, 7 pixels
+latent_config = dataclasses.replace(pixel_config, in_channels=4, out_channels=4, image_size=8)  # 4 x 8 x 8
+
+
+def step_ms(config: UNetConfig, batch: int = 64, repeats: int = pick(5, 2)) -> float:
+    """Median milliseconds of one forward + backward pass of a fresh U-Net on a batch of noise."""
+    model = UNet(config).to(device)
+    x = torch.randn(batch, config.in_channels, config.image_size, config.image_size, device=device)
+    t = torch.randint(1000, (batch,), device=device)
+    times = []
+    for _ in range(repeats + 1):  # the first pass warms up and is not counted
+        start = time.perf_counter()
+        model(x, t).square().mean().backward()
+        float(model.conv_out.weight.grad.sum())  # wait for the device
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times[1:]))
+
+
+step = {}
+for name, config in [("pixels 1 x 28 x 28", pixel_config), ("latents 4 x 8 x 8", latent_config)]:
+    side = config.resolutions[-1]
+    step[name] = step_ms(config)
+    print(f"{name}: {count_parameters(UNet(config)):,} parameters, {config.in_channels * config.image_size**2:4d} "
+          f"values in, middle attention over {side * side:2d} positions ({side**4:5,} pairs), "
+          f"one training step on 64 = {step[name]:5.0f} ms")
+print(f"the latent step is {step['pixels 1 x 28 x 28'] / step['latents 4 x 8 x 8']:.1f} times cheaper here, "
+      f"for {784 / 256:.1f} times fewer input values and {(28 * 28) / (8 * 8):.1f} times fewer positions per level")
+
+# %% [markdown]
+# Same network, same parameters: only the grid it runs on changed, from 28, 14 and 7 pixels a side to 8, 4
+# and 2. Every convolution visits 12 times fewer positions, and the middle attention compares 16 pairs
+# instead of 2,401. The step is cheaper by a factor printed above (measured now, so it moves a little
+# from run to run and more on a busy machine); it is less than 12 because a small grid leaves the fixed
+# costs of each layer (normalisation, the time embedding, launching each operation) in place.
+#
+# The gap widens with the picture. At the resolutions Stable Diffusion works at ($f = 8$, 4 latent
+# channels), the numbers a U-Net carries and the pairs an attention layer at full resolution compares:
+
+# %%
+print(f"{'picture':>16} {'pixel values':>13} {'latent values':>14} {'attention pairs, pixels':>24} "
+      f"{'latent':>10} {'ratio':>8}")
+for side in (64, 256, 512):
+    lat = side // 8
+    print(f"{side:>7} x {side:<3} RGB {3 * side * side:>13,} {4 * lat * lat:>14,} {side**4:>24.2e} "
+          f"{lat**4:>10.2e} {side**4 // lat**4:>8,}")
+
+# %% [markdown]
+# At 512 × 512 an attention layer over every pixel would compare 6.9 × 10¹⁰ pairs per head, 4,096 times
+# more than over the 64 × 64 latent. That is why pixel-space models such as DALL·E 2 and Imagen generate
+# at 64 × 64 and enlarge with separate upsampling models (chapter 10), while latent models generate a
+# 64 × 64 *latent* and decode it once.
+#
+# ## 2. An autoencoder with a Gaussian latent
+#
+# An autoencoder is two networks: an **encoder** $E$ that maps a picture $x$ to a small latent $z$, and
+# a **decoder** $D$ that maps it back, trained so that $D(E(x)) \approx x$. Ours is built from the
+# chapter-03 pieces: ResBlocks (without a time embedding, since nothing here is noisy) and stride-2
+# convolutions that halve the grid, twice, so $f = 2^2 = 4$. There are no skip connections between
+# $E$ and $D$: everything the decoder knows passes through the 4 × 8 × 8 latent.
+#
+# Latent diffusion uses a slightly softer version, a *variational* one. The encoder outputs, for each
+# latent value, a mean $\mu$ and a log-variance $\log\sigma^2$: a Gaussian $q(z \mid x) =
+# \mathcal{N}(\mu, \sigma^2)$. Training decodes a *sample* of it,
+#
+# $$z = \mu + \sigma \odot \varepsilon, \qquad \varepsilon \sim \mathcal{N}(0, I),$$
+#
+# the **reparameterisation trick** (Kingma & Welling 2014): the randomness sits in $\varepsilon$, so
+# gradients flow through $\mu$ and $\sigma$ as through any other layer. The decoder learns that nearby
+# latents mean similar pictures, because it never sees exactly the same $z$ twice. A second loss term
+# keeps the latents from drifting anywhere they like: the Kullback-Leibler divergence from a standard
+# Gaussian, summed over the latent's values,
+#
+# $$\mathrm{KL}\big(q(z \mid x)\,\|\,\mathcal{N}(0, I)\big) = \tfrac12 \sum_i \big(\mu_i^2 + \sigma_i^2 - 1 - \log\sigma_i^2\big),$$
+#
+# which is 0 exactly when $\mu = 0$ and $\sigma = 1$. The loss per picture is the mean absolute
+# reconstruction error plus a small weight times the KL (divided by the number of pixel values, so the
+# weight is on the same scale as Rombach et al.'s summed losses).
+#
+# ### Exercise 8.1: the reparameterised sample
+#
+# Write `reparameterise(mean, logvar, noise)` returning $z = \mu + \sigma\,\varepsilon$. All three have
+# shape $(B, c, h, w)$; `logvar` is $\log\sigma^2$, not $\sigma$.
+
+# %%
+def reparameterise(mean: torch.Tensor, logvar: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """z = mean + sigma * noise, with sigma = exp(logvar / 2)."""
+    ### BEGIN SOLUTION
+    return mean + torch.exp(0.5 * logvar) * noise
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+check_reparameterise(reparameterise)
+
+# %% [markdown]
+# ### Exercise 8.2: the KL term
+#
+# Write `kl_to_standard_normal(mean, logvar)` returning the KL divergence above for each picture: shape
+# $(B,)$, summed over every latent value of that picture.
+
+# %%
+def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)) per picture, summed over dims 1, 2, 3: shape (B,)."""
+    ### BEGIN SOLUTION
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+check_kl_to_standard_normal(kl_to_standard_normal)
+
+# %% [markdown]
+# The package's `DiagonalGaussian` holds the same two formulas, and the autoencoder's `posterior(x)`
+# returns one. Build the MNIST autoencoder and follow a digit through it:
+
+# %%
+ae_config = AutoencoderConfig.mnist()
+my_autoencoder = Autoencoder(ae_config).to(device)
+q = my_autoencoder.posterior(test_digits[:4].to(device))
+noise = torch.randn(q.mean.shape, generator=torch.Generator().manual_seed(0)).to(device)
+print(f"picture {tuple(test_digits[:4].shape)} -> padded to {ae_config.padded_size} x {ae_config.padded_size} "
+      f"-> mean and logvar {tuple(q.mean.shape)} -> reconstruction "
+      f"{tuple(my_autoencoder.reconstruct(q.sample(noise)).shape)}")
+print(f"f = {ae_config.factor}, {count_parameters(my_autoencoder):,} parameters; "
+      f"your sample equals the package's: {torch.allclose(reparameterise(q.mean, q.logvar, noise), q.sample(noise))}; "
+      f"your KL equals the package's: "
+      f"{torch.allclose(kl_to_standard_normal(q.mean, q.logvar), DiagonalGaussian(q.mean, q.logvar).kl())}")
+
+# %% [markdown]
+# ### 2.1 Training it
+#
+# The autoencoder trains with the chapter-04 `fit` loop; only the objective is new: draw pictures and the
+# noise $\varepsilon$, score the reconstruction and the KL (`training/autoencoder.py`). We train our own for
+# 200 steps (10 in quick mode), about a minute on two cores, then load the one the course ships, trained
+# for 3,000 steps by the command printed below.
+
+# %%
+ae_train = TrainConfig(steps=pick(200, 10), batch_size=64, lr=1e-3, warmup_steps=pick(50, 2), ema_decay=0.0,
+                       log_every=pick(50, 5))
+start = time.perf_counter()
+fit(my_autoencoder, AutoencoderObjective(train_digits, ae_config.latent_shape, KL_WEIGHT), ae_train, device=device,
+    progress=False)
+print(f"{ae_train.steps} steps in {time.perf_counter() - start:.0f} s")
+
+shipped = read_manifest()["mnist_autoencoder"]
+autoencoder = load_pretrained("mnist_autoencoder", device=device).model  # the course's, trained longer
+print(f"the shipped autoencoder: {shipped['steps']:,} steps, {shipped['train_seconds'] / 60:.0f} min on "
+      f"{shipped['hardware']}; remake it with: {shipped['command']}")
+
+# %%
+with torch.no_grad():
+    mine = my_autoencoder.reconstruct(my_autoencoder.posterior(test_digits.to(device)).mean).clamp(-1, 1).cpu()
+theirs = decode(autoencoder, encode(autoencoder, test_digits.to(device))).cpu()
+fig = show_images(torch.cat([test_digits[:10], mine[:10], theirs[:10]]), nrow=10, scale=0.7,
+                  suptitle=f"test digits; reconstructed after {ae_train.steps} steps here; by the shipped autoencoder")
+plt.show()
+for name, images in [("originals", test_digits), (f"after {ae_train.steps} steps", mine), ("shipped", theirs)]:
+    print(f"{name:>18}: mean |error| {float((images - test_digits).abs().mean()):.3f}, "
+          f"read as the right digit {right_digit(images, test_labels):6.1%}")
+
+# %% [markdown]
+# ⟨RECON⟩
+#
+# ### 2.2 The compression dial
+#
+# How small can the latent be? The factor $f$ decides: each latent position stands for an $f \times f$
+# patch. `bench/autoencoder_factor.py` trained the same autoencoder with $f = 2$, 4 and 8 (4 latent
+# channels each, the shipped recipe) and scored the reconstructions of the test digits: their error, the
+# share read as the right digit, and their FID against the real test digits on the judge's features
+# (chapter 05). A latent diffusion model can never beat its decoder: these are the **ceilings** it inherits.
+# The first row is the shipped autoencoder ($f = 4$, trained longer), recomputed below.
+
+# %%
+factor_bench = json.loads(Path("../bench/results/autoencoder_factor.json").read_text())
+print(f"{'':>18} {'f':>2} {'latent':>8} {'values':>7} {'mean |error|':>13} {'right digit':>12} {'FID':>7}")
+for row in factor_bench["rows"]:
+    which = "shipped" if row.get("note") == "shipped" else f"bench, {row['steps']:,} steps"
+    print(f"{which:>18} {row['factor']:>2} {row['latent']:>8} {row['values']:>7} {row['l1']:>13.3f} "
+          f"{row['right_digit']:>12.1%} {row['fid']:>7.2f}")
+print(f"shipped, recomputed now: mean |error| {float((theirs - test_digits).abs().mean()):.3f}, right digit "
+      f"{right_digit(theirs, test_labels):.1%}, FID {fid(judge, theirs, test_digits):.2f}")
+
+# %% [markdown]
+# ⟨DIAL⟩
+#
+# ## 3. The latent scale
+#
+# The diffusion model's noise schedule assumes data with a spread of about 1: at $t = T$ it expects
+# $\sqrt{\bar\alpha_T}\,x_0$ to have vanished under noise of variance 1, and the sampler starts from
+# $\mathcal{N}(0, I)$. The autoencoder's latents have whatever spread training gave them. Here are the
+# shipped encoder's raw means $\mu = E(x)$ of the training digits, channel by channel:
+
+# %%
+n_train = pick(len(train_digits), 2000)  # every training digit (quick mode: 2,000)
+with torch.no_grad():
+    raw = torch.cat([autoencoder.posterior(train_digits[i:i + 1000].to(device)).mean.cpu()
+                     for i in range(0, n_train, 1000)])  # (n_train, 4, 8, 8), unscaled
+s = float(autoencoder.latent_scale)
+fig, axes = plt.subplots(1, 2, figsize=(9, 2.8), sharey=True)
+for ax, values, title in [(axes[0], raw, "raw latents E(x)"), (axes[1], s * raw, "scaled latents s E(x)")]:
+    for c in range(values.shape[1]):
+        ax.hist(values[:, c].flatten().numpy(), bins=80, histtype="step", density=True, label=f"channel {c}")
+    ax.set(title=f"{title}: std {float(values.std()):.2f}", xlabel="value")
+axes[0].set_ylabel("density")
+axes[1].legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+print(f"raw std {float(raw.std()):.3f}; per channel: " + ", ".join(f"{float(raw[:, c].std()):.2f}" for c in range(4)))
+print(f"the shipped latent scale s = {s:.4f}")
+
+# %% [markdown]
+# The four channels have different spreads (0.57 to 0.97) and together a spread of 0.77, not 1. The KL
+# term keeps them near the standard Gaussian's scale; with the much smaller weight Rombach et al. used
+# (1e-6), Stable Diffusion's latents have a spread of about 5.5. Latent diffusion (Rombach et al.'s
+# `scale_by_std`) therefore measures one number on the training latents,
+#
+# $$s = \frac{1}{\operatorname{std}(E(x))},$$
+#
+# over all channels and positions together (one number, so the channels keep their relative sizes), and
+# the diffusion model learns $z = s\,E(x)$. Stable Diffusion's famous constant 0.18215 is exactly this $s$
+# for its autoencoder.
+#
+# ### Exercise 8.3: measure the scale
+#
+# Write `latent_scale(latents)` returning $s$ for latents of shape $(N, c, h, w)$.
+
+# %%
+def latent_scale(latents: torch.Tensor) -> float:
+    """s = 1 / std of every value of latents (N, c, h, w)."""
+    ### BEGIN SOLUTION
+    return float(1.0 / latents.double().std())
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+check_latent_scale(latent_scale)
+
+# %%
+print(f"your s = {latent_scale(raw):.4f}; the one stored with the shipped autoencoder: {s:.4f}")
+held_out = encode(autoencoder, test_digits.to(device)).cpu()
+print(f"std of s E(x) on the held-out test digits: {float(held_out.std()):.3f}")
+
+# %% [markdown]
+# In the package, $s$ is a buffer of the autoencoder, saved with its weights, and two functions are the
+# only code that applies it: `encode` returns $s\,E(x)$, `decode` returns $D(z / s)$. `encode` refuses an
+# autoencoder whose scale was never measured, and a latent model's checkpoint records the $s$ it was
+# trained with, so loading it beside a retrained autoencoder is an error. Forgetting the scale, or
+# applying it on one side only, is the bug latent-diffusion users report most. What does it do?
+#
+# *Without the scale,* the diffusion model would learn latents of spread 0.77. Noising data of spread
+# $\sigma_z$ gives a signal-to-noise ratio of $\sigma_z^2\,\bar\alpha_t / (1-\bar\alpha_t)$ instead of the
+# schedule's $\bar\alpha_t / (1-\bar\alpha_t)$:
+
+# %%
+schedule = NoiseSchedule.from_name("cosine", 1000)
+t_axis = np.arange(schedule.T)
+snr = schedule.alpha_bars.double().cpu().numpy() / (1 - schedule.alpha_bars.double().cpu().numpy())
+raw_std = float(raw.std())
+sd_std = 1 / 0.18215  # Stable Diffusion's autoencoder: its latents' std, the inverse of its famous scale
+fig, ax = plt.subplots(figsize=(6, 3))
+ax.semilogy(t_axis, snr, label="scaled latents (spread 1): the schedule as designed")
+ax.semilogy(t_axis, raw_std**2 * snr, label=f"our raw latents (spread {raw_std:.2f})")
+ax.semilogy(t_axis, sd_std**2 * snr, label=f"Stable Diffusion's raw latents (spread {sd_std:.2f})")
+ax.axhline(1, color="grey", lw=0.8, ls=":")
+ax.set(xlabel="t", ylabel="signal-to-noise ratio", ylim=(1e-6, 1e4))
+ax.legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+for std, name in [(1.0, "scaled"), (raw_std, "our raw"), (sd_std, "SD's raw")]:
+    half = int(np.argmax(std**2 * snr < 1))
+    print(f"{name:>8}: signal and noise equal at t = {half}; SNR at t = 900: {std**2 * snr[900]:.3f}")
+
+# %% [markdown]
+# Our raw latents would be drowned a little early: signal and noise are equal at $t = 412$ instead of
+# 496. Stable Diffusion's unscaled latents would be the opposite and far worse: signal still equals noise
+# at $t = 884$, and at $t = 900$ the signal-to-noise ratio is 0.73 instead of 0.024. Such a model would learn
+# that even its noisiest inputs still show the picture, and sampling, which starts from pure noise with no
+# picture in it, would begin from inputs it never saw in training. Either way, the schedule's careful
+# spacing of noise levels (chapter 02) no longer fits the data.
+#
+# *With the scale on one side only,* a pipeline decodes $D(z)$ instead of $D(z/s)$: latents $s$ times too
+# large for the decoder. Below, the same latents of the shipped latent model (section 5), decoded correctly,
+# with our $s$ forgotten, and as wrong as forgetting Stable Diffusion's $s$ would make them (5.49 times):
+
+# %%
+latent_pipeline = load_pipeline("mnist_latent", device=device)
+n_wrong = pick(100, 20)
+z = latent_pipeline.sample_latents(n_wrong, steps=50, seed=0)  # (n_wrong, 4, 8, 8) scaled latents
+with torch.no_grad():
+    rows = [autoencoder.reconstruct(z * factor / s).clamp(-1, 1).cpu() for factor in (1.0, s, sd_std)]
+fig = show_images(torch.cat([r[:10] for r in rows]), nrow=10, scale=0.7,
+                  suptitle=f"D(z / s) (top); D(z), our s = {s:.2f} forgotten; latents {sd_std:.2f} times too large")
+plt.show()
+print(f"recognised as digits (confidence >= 0.9), {n_wrong} each: " + ", ".join(
+    f"{name} {recognised(r):.0%}" for name, r in zip(("correct", "our s forgotten", "5.49 times too large"), rows)))
+
+# %% [markdown]
+# ⟨FORGOT⟩
+#
+# ## 4. An autoencoder is not a generator
+#
+# The decoder turns any 4 × 8 × 8 latent into a picture, and the scaled latents have a spread of 1. So why
+# not draw $z \sim \mathcal{N}(0, I)$ and decode it? Because the latents of real digits fill only a thin,
+# oddly shaped part of that space, and a random point almost never lands on it:
+
+# %%
+n_eval = pick(200, 40)
+random_z = torch.randn(n_eval, *ae_config.latent_shape, generator=torch.Generator().manual_seed(1)).to(device)
+from_noise = decode(autoencoder, random_z).cpu()
+start = time.perf_counter()
+from_diffusion = latent_pipeline(n_eval, steps=50, seed=1).cpu()
+latent_seconds = (time.perf_counter() - start) / n_eval
+fig = show_images(torch.cat([from_noise[:10], from_diffusion[:10]]), nrow=10, scale=0.7,
+                  suptitle="decoded random latents (top); latent diffusion samples (bottom)")
+plt.show()
+print(f"recognised as a digit (confidence >= 0.9): random latents {recognised(from_noise):.0%}, "
+      f"latent diffusion {recognised(from_diffusion):.0%}  ({n_eval} each)")
+
+# %% [markdown]
+# ⟨NOTGEN⟩ The autoencoder only knows how to *describe* digits compactly; knowing which descriptions are
+# digits is the generative part, and that is the diffusion model's job: it learns the distribution of the
+# latents, exactly as chapter 04's model learnt the distribution of pixels.
+#
+# ## 5. Latent diffusion is the same U-Net and the same training
+#
+# Encode the training digits once, and hand the latents to the chapter-04 `DiffusionObjective` as if they
+# were pictures. The U-Net is the chapter-03 one with 4 input and output channels at 8 × 8. Nothing else
+# changes:
+
+# %%
+latents = encode(autoencoder, train_digits[:n_train].to(device)).cpu()  # (n_train, 4, 8, 8): z = s E(x), once
+my_latent_unet = UNet(latent_config).to(device)
+latent_train = TrainConfig(steps=pick(200, 5), batch_size=128, lr=5e-4, warmup_steps=pick(50, 2),
+                           log_every=pick(50, 5))
+start = time.perf_counter()
+state = fit(my_latent_unet, DiffusionObjective(schedule, latents), latent_train, device=device, progress=False)
+print(f"latents {tuple(latents.shape)}, std {float(latents.std()):.3f}; {latent_train.steps} training steps in "
+      f"{time.perf_counter() - start:.0f} s, last loss {state.history.losses[-1]:.3f}")
+
+# %% [markdown]
+# Sampling is the chapter-05 loop over latents, and one decode at the end. Two differences from pixels:
+# the sample shape is the latent's, and the sampler does not clip its guess of $z_0$ to $[-1, 1]$, since
+# latents are not bounded like pixels. Here is the shipped latent model (trained by the same lines for
+# longer, see below) sampled by hand, and by its pipeline:
+
+# %%
+latent_unet = load_pretrained("mnist_latent", device=device).model
+scheduler = DDIMScheduler(schedule.to(device), clip_sample=False)
+scheduler.set_timesteps(50)
+z_T = torch.randn(16, 4, 8, 8, generator=torch.Generator().manual_seed(2))
+by_hand = decode(autoencoder, sample(latent_unet, scheduler, (16, 4, 8, 8), x_T=z_T.to(device))).cpu()
+by_pipeline = latent_pipeline(16, steps=50, seed=2).cpu()
+print(f"same as the pipeline (generate('mnist_latent', 16, seed=2)): {torch.allclose(by_hand, by_pipeline, atol=1e-5)}")
+fig = show_images(by_hand, nrow=8, scale=0.7, suptitle="mnist_latent, DDIM 50 steps")
+plt.show()
+made = read_manifest()["mnist_latent"]
+print(f"mnist_latent: {made['steps']:,} steps in {made['train_seconds'] / 60:.0f} min on {made['hardware']}; "
+      f"remake: {made['command']}")
+
+# %% [markdown]
+# ## 6. What it buys, measured
+#
+# `bench/latent_vs_pixel.py` compares the two MNIST models of the same U-Net on this machine, one after the
+# other with nothing else running: training images per second, sampling time per image (DDIM 50 steps,
+# the decoder included), the quality of the shipped models, and quality against training time when both
+# are trained from scratch on the same CPU budget (latent diffusion's Figs. 5-6 in miniature).
+
+# %%
+bench = json.loads(Path("../bench/results/latent_vs_pixel.json").read_text())
+sp, qu = bench["speed"], bench["quality"]
+for name, label in [("mnist", "pixels  1 x 28 x 28"), ("mnist_latent", "latents 4 x 8 x 8 ")]:
+    print(f"{label}: {sp[name]['train_images_per_s']:5.0f} training images / s, {sp[name]['sample_ms_per_image']:5.1f} "
+          f"ms per sample; shipped model: {qu[name]['recognised']:.1%} recognised, FID {qu[name]['fid']:.1f}")
+print(f"latent / pixel: {sp['mnist_latent']['train_images_per_s'] / sp['mnist']['train_images_per_s']:.1f}x the "
+      f"training images per second, {sp['mnist']['sample_ms_per_image'] / sp['mnist_latent']['sample_ms_per_image']:.1f}x "
+      f"faster sampling")
+print(f"at 64 x 64 RGB (3 x 64 x 64 pixels vs 4 x 16 x 16 latents): "
+      f"{sp['latent_16']['train_images_per_s'] / sp['pixels_64']['train_images_per_s']:.1f}x the training images, "
+      f"{sp['pixels_64']['sample_ms_per_image'] / sp['latent_16']['sample_ms_per_image']:.1f}x faster sampling")
+
+fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+for name, label in [("mnist", "pixel U-Net"), ("mnist_latent", "latent U-Net")]:
+    points = bench["budget"][name]
+    minutes = [p["train_seconds"] / 60 for p in points]
+    axes[0].plot(minutes, [100 * p["recognised"] for p in points], "o-", label=label)
+    axes[1].plot(minutes, [p["fid"] for p in points], "o-", label=label)
+axes[0].set(xlabel="training minutes (2 CPU cores)", ylabel="recognised digits (%)", ylim=(0, 100))
+axes[1].set(xlabel="training minutes (2 CPU cores)", ylabel="FID (lower is better)", yscale="log")
+axes[0].legend(fontsize=8)
+fig.suptitle("the same U-Net from scratch, same CPU budget, DDIM-50 samples")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# One point recomputed now: the sampling time per digit of both shipped models (the latent one measured in
+# section 4, decoder included), and the quality of its samples there.
+
+# %%
+pixel_pipeline = load_pipeline("mnist", device=device)
+n_time = pick(32, 8)
+start = time.perf_counter()
+pixel_pipeline(n_time, steps=50, seed=1)
+pixel_seconds = (time.perf_counter() - start) / n_time
+print(f"now: pixel {1000 * pixel_seconds:.0f} ms per digit, latent {1000 * latent_seconds:.0f} ms "
+      f"({pixel_seconds / latent_seconds:.1f}x faster); latent samples recognised {recognised(from_diffusion):.0%} "
+      f"of {n_eval} (bench: {qu['mnist_latent']['recognised']:.0%} of {3 * 500})")
+
+# %% [markdown]
+# ⟨BENCH⟩
+#
+# ### 6.1 At 64 × 64 in colour
+#
+# The saving grows with the picture. Chapter 11 draws 64 × 64 colour scenes; a pixel U-Net there would
+# carry 12,288 values per image, a latent one the 1,024 of a 4 × 16 × 16 latent. The course ships that
+# autoencoder too, `shapes64_autoencoder` (trained on 64 × 64 shapes). Its reconstructions:
+
+# %%
+shapes = make_shapes(8, size=64, seed=123, split="all")
+shapes_ae = load_pretrained("shapes64_autoencoder", device=device).model
+shapes_back = decode(shapes_ae, encode(shapes_ae, shapes.images.to(device))).cpu()
+fig = show_images(torch.cat([shapes.images, shapes_back]), nrow=8, scale=0.9,
+                  suptitle="64 x 64 shapes (top) and through a 4 x 16 x 16 latent (bottom)")
+plt.show()
+print(f"mean |error| {float((shapes_back - shapes.images).abs().mean()):.3f} (pixel values in [-1, 1]); "
+      f"latent scale s = {float(shapes_ae.latent_scale):.3f}")
+print(f"bench, same U-Net widths at 64 x 64: {sp['latent_16']['train_images_per_s'] / sp['pixels_64']['train_images_per_s']:.1f}x "
+      f"the training images per second in latent space, "
+      f"{sp['pixels_64']['sample_ms_per_image'] / sp['latent_16']['sample_ms_per_image']:.1f}x faster sampling "
+      f"({sp['pixels_64']['sample_ms_per_image']:.0f} against {sp['latent_16']['sample_ms_per_image']:.0f} ms per image)")
+
+# %% [markdown]
+# ⟨SHAPES64⟩
+#
+# ## 7. Image-to-image in latent space (SDEdit)
+#
+# A latent model can also *edit*. SDEdit (Meng et al. 2022): noise a picture's latent part of the way, to
+# a step $t$, then run the sampler from there. Noise erases details first and layout last (chapter 02), so
+# the result keeps the broad shape and redraws the rest. A **strength** in $[0, 1]$ says how far to go: of
+# the sampler's $K$ steps, skip the first $K - \operatorname{round}(\text{strength}\cdot K)$ and start at
+# that index, from the noised latent. Strength 0 keeps the picture; strength 1 starts from (almost) pure
+# noise, a new digit. Stable Diffusion's image-to-image and chapter 11's "vary" button are this.
+#
+# ### Exercise 8.4: where SDEdit starts
+#
+# Write `sdedit_start(num_steps, strength)` returning the index into the sampler's `num_steps` timesteps
+# where SDEdit starts: `num_steps - round(strength * num_steps)`.
+
+# %%
+def sdedit_start(num_steps: int, strength: float) -> int:
+    """Index into the sampler's timesteps where SDEdit starts: strength 1 -> 0 (all steps), 0 -> num_steps."""
+    ### BEGIN SOLUTION
+    return num_steps - round(strength * num_steps)
+    ### END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+check_sdedit_start(sdedit_start)
+
+# %%
+print("strength -> first step index of 50, and its t:")
+for strength in (0.2, 0.5, 0.8, 1.0):
+    k = sdedit_start(50, strength)
+    print(f"  {strength:.1f} -> index {k:2d} (package: {package_sdedit_start(50, strength):2d}), "
+          f"t = {int(scheduler.timesteps[k])}")
+
+source = test_digits[[3, 2, 1, 18]].to(device)  # four test digits
+z_source = encode(autoencoder, source)
+
+
+def vary(strength: float, seed: int = 0) -> torch.Tensor:
+    """The four digits, then two variations of each at this strength: (12, 1, 28, 28)."""
+    z0 = z_source.repeat(2, 1, 1, 1)  # (8, 4, 8, 8)
+    z = sdedit(latent_unet, scheduler, z0, strength, generator=torch.Generator().manual_seed(seed))
+    return torch.cat([source, decode(autoencoder, z)]).cpu()
+
+
+explorer = strength_explorer(vary, strengths=(0.2, 0.4, 0.6, 0.8, 1.0), nrow=12)
+explorer
+
+# %% [markdown]
+# Each row: the four source digits, then two variations of each (the same noise seed for every row).
+# ⟨SDEDIT⟩
+#
+# Latents also interpolate. Blending two digits' pixels gives a double exposure; blending their latents and
+# decoding gives pictures the decoder considers plausible along the way:
+
+# %%
+a, b = test_digits[3:4].to(device), test_digits[2:3].to(device)
+weights = torch.linspace(0, 1, 8, device=device)
+z_a, z_b = encode(autoencoder, a), encode(autoencoder, b)
+in_latents = decode(autoencoder, torch.cat([(1 - w) * z_a + w * z_b for w in weights])).cpu()
+in_pixels = torch.cat([(1 - w) * a + w * b for w in weights]).cpu()
+fig = show_images(torch.cat([in_pixels, in_latents]), nrow=8, scale=0.8,
+                  suptitle="from one digit to another: blending pixels (top), blending latents (bottom)")
+plt.show()
+
+# %% [markdown]
+# ⟨INTERP⟩
+#
+# ## Summary
+#
+# ⟨SUMMARY⟩
+#
+# ## What's next
+#
+# Every sampler so far, in pixels or latents, followed the DDPM recipe in discrete steps. Chapter 09 looks
+# at the same networks through scores, stochastic differential equations and flows: one notation, and
+# samplers that reach the same quality in far fewer network evaluations.
