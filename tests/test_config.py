@@ -204,3 +204,18 @@ def test_cli_deterministic_flag_sets_deterministic_mode(command, tmp_path, monke
     calls.clear()
     assert main([*command, *out, "--deterministic"]) == 0
     assert calls == [True, "work"]
+
+
+def test_cpu_threads_sets_and_restores_the_thread_count() -> None:
+    from diffusion_lab.config import cpu_threads
+
+    before = torch.get_num_threads()
+    with cpu_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), cpu_threads(1):  # restored even when the block fails
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="positive int"), cpu_threads(bad):  # type: ignore[arg-type]
+            pass
