@@ -70,6 +70,11 @@ def _presets() -> dict[str, Preset]:
         return TrainConfig(steps=steps, batch_size=128, lr=lr, lr_schedule="one_cycle", weight_decay=weight_decay,
                            ema_decay=0.0, grad_clip=None)
 
+    def first_stage(steps: int, batch_size: int) -> TrainConfig:
+        """The autoencoders' recipe: no EMA, a linear cooldown over the last quarter of the steps."""
+        return TrainConfig(steps=steps, batch_size=batch_size, lr=1e-3, warmup_steps=100, cooldown_steps=steps // 4,
+                           ema_decay=0.0, checkpoint_every=250)
+
     return {p.name: p for p in [
         Preset("toy2d", "mlp", MLPConfig(), TrainConfig(steps=3000, batch_size=512, lr=1e-3, warmup_steps=100,
                                                         ema_decay=0.995, checkpoint_every=500),
@@ -96,8 +101,7 @@ def _presets() -> dict[str, Preset]:
                data="shapes_all",
                description="reads shape, colour, size and position back from a picture (chapters 06-07)"),
         Preset("mnist_autoencoder", "autoencoder", AutoencoderConfig.mnist(),
-               TrainConfig(steps=MNIST_AUTOENCODER_STEPS, batch_size=64, lr=1e-3, warmup_steps=100,
-                           cooldown_steps=MNIST_AUTOENCODER_STEPS // 4, ema_decay=0.0, checkpoint_every=250),
+               first_stage(MNIST_AUTOENCODER_STEPS, batch_size=64),
                data="mnist", kl_weight=KL_WEIGHT, float16=True,
                description="digits -> 4x8x8 latents and back, the first stage of latent diffusion (chapter 08)"),
         Preset("mnist_latent", "latent_unet", dataclasses.replace(UNetConfig.mnist(), in_channels=4, out_channels=4,
@@ -107,8 +111,7 @@ def _presets() -> dict[str, Preset]:
                data="mnist", autoencoder="mnist_autoencoder", float16=True,
                description="unconditional MNIST in mnist_autoencoder's latent space, the mnist U-Net's widths"),
         Preset("shapes64_autoencoder", "autoencoder", AutoencoderConfig.shapes64(),
-               TrainConfig(steps=SHAPES64_AUTOENCODER_STEPS, batch_size=32, lr=1e-3, warmup_steps=100,
-                           cooldown_steps=SHAPES64_AUTOENCODER_STEPS // 4, ema_decay=0.0, checkpoint_every=250),
+               first_stage(SHAPES64_AUTOENCODER_STEPS, batch_size=32),
                data="shapes_all", kl_weight=KL_WEIGHT, float16=True,
                description="64x64 shapes -> 4x16x16 latents and back (chapters 08 and 11)"),
         Preset("tiny_autoencoder", "autoencoder", AutoencoderConfig.tiny(),
