@@ -133,6 +133,9 @@ def classifier_guidance(model: Model, cond: torch.Tensor, classifier: nn.Module,
         eps_pred = model(xt, t)  # (B, C, H, W)
         if s == 0.0:
             return eps_pred
+        if t.is_floating_point():  # chapter 09's samplers ask the model between whole steps
+            raise ValueError("classifier guidance reads sqrt(1 - alpha_bar_t) at whole steps t, but this sampler asks "
+                             "the model between steps: use sampler='ddpm' or 'ddim' (--sampler ddim) with it")
         y = _batch_of(cond, xt.shape[0], "cond").to(xt.device)
         grad = classifier_log_prob_grad(classifier, xt, t, y)  # (B, C, H, W)
         sigma = append_dims((1 - alpha_bars.to(xt.device)[t]).sqrt(), xt.ndim).to(eps_pred.dtype)  # (B, 1, 1, 1)

@@ -3,7 +3,8 @@
     python -m diffusion_lab doctor                      is this machine ready?
     python -m diffusion_lab student --out DIR [--force] chapters with the solutions blanked
     python -m diffusion_lab train --preset NAME [--steps N] [--out DIR] [--resume] [--publish]
-    python -m diffusion_lab sample NAME --num N --sampler ddpm|ddim --steps K [--class C] --seed S --out FILE.npz
+    python -m diffusion_lab sample NAME --num N --sampler ddpm|ddim|euler|heun|dpmpp2m|sde --steps K [--class C]
+        --seed S --out FILE.npz
         [--prompt TEXT] [--negative-prompt TEXT] [--guidance-scale W] [--classifier-scale S] [--batch-size B]
 """
 
@@ -84,6 +85,7 @@ def _interrupted(args: argparse.Namespace, step: int | None) -> str:
 
 def _sample(args: argparse.Namespace) -> int:
     from diffusion_lab.cli.commands import sample_command
+    from diffusion_lab.pipelines.samplers import get_sampler
 
     _deterministic(args)
     path = sample_command(args.name, num=args.num, sampler=args.sampler, steps=args.steps,
@@ -91,6 +93,8 @@ def _sample(args: argparse.Namespace) -> int:
                           prompt=args.prompt, negative_prompt=args.negative_prompt,
                           guidance_scale=args.guidance_scale, classifier_scale=args.classifier_scale,
                           checkpoints_root=args.checkpoint_dir, batch_size=args.batch_size)
+    nfe = get_sampler(args.sampler).nfe(args.steps)
+    print(f"{args.sampler}, {args.steps} steps: {nfe} network evaluations per sample")
     print(f"wrote {args.num} samples to {path}")
     return 0
 
@@ -121,8 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="generate samples from a named checkpoint into an .npz file")
     p.add_argument("name", help="checkpoint name, e.g. mnist")
     p.add_argument("--num", type=int, required=True)
-    p.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim")
-    p.add_argument("--steps", type=int, default=50)
+    from diffusion_lab.pipelines.samplers import SAMPLERS
+
+    p.add_argument("--sampler", choices=list(SAMPLERS), default="ddim",
+                   help="; ".join(f"{name}: {s.about}" for name, s in SAMPLERS.items()) + " (default ddim)")
+    p.add_argument("--steps", type=int, default=50, help="sampler steps K (heun evaluates the network 2K - 1 times)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM's eta (0 = deterministic)")
     p.add_argument("--class", dest="class_label", type=int,
                    help="digit to generate: mnist_cond, or mnist with --classifier-scale")

@@ -1,6 +1,7 @@
-"""The course's data (chapters 01-06): 2-D toys, the photo, MNIST, and the captioned shapes.
+"""The course's data (chapters 01-09): 2-D toys, the photo, MNIST, and the captioned shapes.
 
 - ``toys``: swiss roll, moons, 8 Gaussians, checkerboard (``make_toy``)
+- ``mixture``: a Gaussian mixture with an exact density and score at every noise level (``GaussianMixture``)
 - ``photo``: the Grace Hopper photo that matplotlib ships (``load_photo``)
 - ``mnist``: the bundled, checksummed MNIST subset (``load_mnist``, ``mnist_tensors``)
 - ``download``: opt-in download of full MNIST / Fashion-MNIST (``download_dataset``)
@@ -9,6 +10,7 @@
 
 from diffusion_lab.data.download import DownloadError, download_dataset, load_idx_dataset
 from diffusion_lab.data.integrity import DataIntegrityError
+from diffusion_lab.data.mixture import GaussianMixture
 from diffusion_lab.data.mnist import load_mnist, mnist_tensors
 from diffusion_lab.data.photo import load_photo
 from diffusion_lab.data.shapes import ShapeAttributes, ShapesDataset, make_shapes
@@ -18,6 +20,7 @@ __all__ = [
     "TOY_NAMES",
     "DataIntegrityError",
     "DownloadError",
+    "GaussianMixture",
     "ShapeAttributes",
     "ShapesDataset",
     "download_dataset",

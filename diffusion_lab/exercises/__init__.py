@@ -14,7 +14,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from diffusion_lab.exercises import conditioning, foundations, guidance, latent, sampling, training, unet
+from diffusion_lab.exercises import (
+    conditioning,
+    flows,
+    foundations,
+    guidance,
+    latent,
+    sampling,
+    scores,
+    training,
+    unet,
+)
 from diffusion_lab.exercises.conditioning import (  # chapter 06
     check_cross_attention,
     check_masked_attention_weights,
@@ -22,6 +32,7 @@ from diffusion_lab.exercises.conditioning import (  # chapter 06
     check_word_map,
 )
 from diffusion_lab.exercises.core import ExerciseFailed
+from diffusion_lab.exercises.flows import check_flow_interpolate, check_flow_target  # 09
 from diffusion_lab.exercises.foundations import (  # chapters 00-02
     check_alpha_bars,
     check_cosine_alpha_bars,
@@ -46,6 +57,7 @@ from diffusion_lab.exercises.latent import (  # 08
     check_sdedit_start,
 )
 from diffusion_lab.exercises.sampling import check_ddim_step, check_ddim_timesteps, check_posterior_mean  # 05
+from diffusion_lab.exercises.scores import check_heun_step, check_score_from_eps  # 09
 from diffusion_lab.exercises.training import check_diffusion_loss, check_ema_update, check_train_step  # 04
 from diffusion_lab.exercises.unet import (  # chapter 03
     check_conv_output_size,
@@ -56,7 +68,8 @@ from diffusion_lab.exercises.unet import (  # chapter 03
 
 # one module per part of the course; each defines its own CHECKS, keyed by exercise number
 CHECKS: dict[str, Callable[[Callable[..., Any]], None]] = {**foundations.CHECKS, **unet.CHECKS, **training.CHECKS, **sampling.CHECKS, **conditioning.CHECKS,
-                                                          **guidance.CHECKS, **latent.CHECKS}
+                                                          **guidance.CHECKS, **latent.CHECKS, **scores.CHECKS,
+                                                          **flows.CHECKS}
 
 __all__ = [
     "CHECKS",
@@ -92,4 +105,8 @@ __all__ = [
     "check_kl_to_standard_normal",
     "check_latent_scale",
     "check_sdedit_start",
+    "check_score_from_eps",
+    "check_heun_step",
+    "check_flow_interpolate",
+    "check_flow_target",
 ]

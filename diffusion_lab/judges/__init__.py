@@ -3,5 +3,5 @@
     mnist_classifier.py   the clean MNIST classifier, whose features also give FID
     attribute_scorer.py   reads shape, colour, size and position back from a shapes picture
     noisy_accuracy.py     how a classifier's accuracy falls with the noise level t
-    metrics.py            recognised share, class accuracy, FID, attribute accuracy, diversity
+    metrics.py            recognised share, class accuracy, FID, attribute accuracy, diversity, sliced Wasserstein
 """

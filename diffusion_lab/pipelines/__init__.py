@@ -5,6 +5,7 @@
     class_conditional.py  class labels with classifier-free guidance
     text_conditional.py   prompts with classifier-free guidance and negative prompts
     latent.py             latent diffusion: sample latents, decode them with the autoencoder (chapter 08)
+    samplers.py           sampler name -> a plan: chapter 05's DDPM/DDIM, chapter 09's ODE and SDE solvers
     registry.py           model kind -> pipeline; load_pipeline(name)
     generate.py           generate(name, num, ...): the one-call API the CLI uses
 """
@@ -12,5 +13,6 @@
 from diffusion_lab.pipelines.base import DiffusionPipeline
 from diffusion_lab.pipelines.generate import generate
 from diffusion_lab.pipelines.registry import PIPELINES, load_pipeline
+from diffusion_lab.pipelines.samplers import SAMPLERS
 
-__all__ = ["PIPELINES", "DiffusionPipeline", "generate", "load_pipeline"]
+__all__ = ["PIPELINES", "SAMPLERS", "DiffusionPipeline", "generate", "load_pipeline"]

@@ -18,8 +18,10 @@ from torch import nn
 
 from diffusion_lab.guidance import check_scale
 from diffusion_lab.pipelines.batching import FiniteWatch, check_memory
+from diffusion_lab.pipelines.samplers import SCHEDULERS, check_eta, make_scheduler, plan_sampler
 from diffusion_lab.pretrained import Pretrained
-from diffusion_lab.sampling import Callback, DDIMScheduler, DDPMScheduler, Model, sample
+from diffusion_lab.sampling import Callback, DDIMScheduler, DDPMScheduler, Model
+from diffusion_lab.sampling.scheduler import randn
 
 # Conditions a caller may give, with the value that means "not given".
 DEFAULTS: dict[str, Any] = {"class_label": None, "prompt": None, "negative_prompt": None,
@@ -87,20 +89,15 @@ class DiffusionPipeline:
     def make_scheduler(self, sampler: str = "ddim", steps: int = 50, eta: float = 0.0) -> DDPMScheduler | DDIMScheduler:
         """DDPM or DDIM over ``steps`` steps, the guess of x_0 clipped to the data's range; DDIM re-derives the
         noise from the clipped guess (``use_clipped_model_output``), which guided sampling needs."""
-        if sampler not in ("ddpm", "ddim"):
+        if sampler not in SCHEDULERS:
             raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
-        if sampler == "ddpm" and eta != 0:
-            raise ValueError(f"eta={eta} is DDIM's setting: DDPM always adds its full noise. Drop eta (--eta) "
-                             f"or use sampler='ddim' (--sampler ddim)")
-        clip = {"clip_sample": self.clip_range is not None, "clip_sample_range": self.clip_range or 1.0}
-        scheduler = (DDPMScheduler(self.schedule, **clip) if sampler == "ddpm"
-                     else DDIMScheduler(self.schedule, eta=eta, **clip))
-        scheduler.set_timesteps(steps)
-        return scheduler
+        check_eta(sampler, eta)
+        return make_scheduler(sampler, self.schedule, steps, eta, self.clip_range)
 
     def __call__(self, num: int, *, sampler: str = "ddim", steps: int = 50, eta: float = 0.0, seed: int = 0,
                  callback: Callback | None = None, batch_size: int = 256, **conditions: Any) -> torch.Tensor:
-        """``num`` samples (num, *sample_shape()) in the data's range, sampled ``batch_size`` at a time.
+        """``num`` samples (num, *sample_shape()) in the data's range, sampled ``batch_size`` at a time, by the
+        sampler called ``sampler`` (``samplers.SAMPLERS``: "ddpm", "ddim", "euler", "heun", "dpmpp2m", "sde").
 
         The same seed, num, batch_size and arguments give the same samples, on every device and thread count.
         One generator serves the batches in turn (each draws its x_T, then its steps' noise), so up to
@@ -115,7 +112,7 @@ class DiffusionPipeline:
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed!r}; e.g. seed=0")
         given = self.check_conditions(conditions)
-        scheduler = self.make_scheduler(sampler, steps, eta)
+        run = plan_sampler(sampler, self.schedule, steps, eta, self.clip_range)  # settings checked before any work
         shape = self.sample_shape()
         check_memory(num, shape, self.device)  # before any work
         model = self.guided_model(num, **given)  # checks the conditions once, for all batches
@@ -125,16 +122,17 @@ class DiffusionPipeline:
             n = min(batch_size, num - lo)
             own = {k: v[lo:lo + n] for k, v in given.items() if n < num and _one_per_sample(v, num)}
             watch = FiniteWatch(callback)
+            x_T = randn((n, *shape), generator, torch.float32, self.device)  # on the CPU, then moved: any device
             try:
-                x = sample(self.guided_model(n, **{**given, **own}) if own else model, scheduler, (n, *shape),
-                           generator=generator, device=self.device, callback=watch)
+                x = run(self.guided_model(n, **{**given, **own}) if own else model, x_T, generator=generator,
+                        callback=watch)
             except torch.OutOfMemoryError as err:
                 raise ValueError(f"out of memory sampling {n} at a time on {self.device}: lower batch_size "
                                  f"(--batch-size)") from err
             bad = watch.first_bad()
             if bad is not None:
                 raise ValueError(f"sampling stopped: the samples became NaN or infinite at step {bad} of "
-                                 f"{len(scheduler.timesteps)} (t={int(scheduler.timesteps[bad])}): {self.name} "
+                                 f"{watch.steps} (t={watch.timesteps[bad]:.5g}): {self.name} "
                                  f"returned values that are not numbers. Its weights may be broken (a diverged "
                                  f"run): remake or restore the checkpoint; with guidance, try a smaller scale")
             if n == num:

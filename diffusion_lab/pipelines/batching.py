@@ -61,14 +61,22 @@ def check_memory(num: int, sample_shape: Sequence[int], device: torch.device) ->
 class FiniteWatch:
     """A ``sample`` callback that records, without waiting for the device, whether the samples are finite
     after each step, then passes the step on to ``callback``. ``first_bad()`` reads it once: the first loop
-    index whose samples hold NaN or inf, or None."""
+    index whose samples hold NaN or inf, or None; ``timesteps`` keeps the step t of each (fractional for the
+    samplers of chapter 09)."""
 
     def __init__(self, callback: Callback | None = None) -> None:
         self.callback = callback
         self.finite: list[torch.Tensor] = []  # one 0-d bool per step, on the device
+        self.timesteps: list[float] = []  # the step t each loop index started from
 
-    def __call__(self, i: int, t: int, xt: torch.Tensor, pred_x0: torch.Tensor) -> None:
+    @property
+    def steps(self) -> int:
+        """How many steps were watched."""
+        return len(self.finite)
+
+    def __call__(self, i: int, t: float, xt: torch.Tensor, pred_x0: torch.Tensor) -> None:
         self.finite.append(torch.isfinite(xt).all())
+        self.timesteps.append(t)
         if self.callback is not None:
             self.callback(i, t, xt, pred_x0)
 

@@ -30,7 +30,9 @@ def generate(checkpoint: str | Pretrained, num: int, *, sampler: str = "ddim", s
 
     checkpoint: a name in data/checkpoints ("mnist", "mnist_cond", "shapes_text", ...) or a loaded one
         (sampled on the device it lives on).
-    sampler, steps, eta: DDPM or DDIM with that many steps (eta: DDIM's noise, 0 = deterministic).
+    sampler, steps, eta: a sampler of ``samplers.SAMPLERS`` with that many steps: "ddpm", "ddim" (eta: DDIM's
+        noise, 0 = deterministic), or chapter 09's "euler", "heun" (2 steps - 1 network evaluations), "dpmpp2m",
+        "sde" over Karras et al.'s noise levels.
     conditions, as the checkpoint's pipeline accepts them:
         class_label: the digit for mnist_cond (classifier-free guidance) or for mnist with classifier guidance.
         prompt, negative_prompt: one text for all samples or one per sample (text models).

@@ -3,6 +3,7 @@
     config.py          TrainConfig and the learning-rate schedules it names
     objective.py       the Objective interface: draw a batch, score the model on it
     diffusion.py       DDPM's noise-prediction loss, condition dropout, loss by timestep
+    flow.py            flow matching, with minibatch OT pairing or reflow's fixed pairs (chapter 09)
     classification.py  the judges' cross-entropy objectives, with their augmentation
     autoencoder.py     the autoencoder's reconstruction + KL objective (chapter 08)
     loop.py            fit: AdamW, schedule, clipping, NaN stop, EMA, progress, checkpoints, DDP
@@ -25,12 +26,13 @@ from diffusion_lab.training.config import (
 )
 from diffusion_lab.training.diffusion import DiffusionObjective, diffusion_loss, draw_batch, loss_by_timestep
 from diffusion_lab.training.ema import EMA
+from diffusion_lab.training.flow import FlowMatchingObjective
 from diffusion_lab.training.history import LossHistory
 from diffusion_lab.training.loop import TrainingDiverged, TrainingInterrupted, fit
 from diffusion_lab.training.objective import Objective
 
 __all__ = [
-    "EMA", "LR_SCHEDULES", "AttributeObjective", "AutoencoderObjective", "autoencoder_loss", "ClassifierObjective", "DiffusionObjective", "LossHistory",
+    "EMA", "LR_SCHEDULES", "AttributeObjective", "AutoencoderObjective", "autoencoder_loss", "ClassifierObjective", "DiffusionObjective", "FlowMatchingObjective", "LossHistory",
     "NoisyClassifierObjective", "Objective", "TrainConfig", "TrainState", "TrainingDiverged", "TrainingInterrupted", "diffusion_loss",
     "draw_batch", "fit", "learning_rate", "loss_by_timestep", "one_cycle", "warmup_stable_decay",
 ]

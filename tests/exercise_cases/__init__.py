@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from exercise_cases import conditioning, foundations, guidance, latent, sampling, training, unet
+from exercise_cases import (
+    conditioning,
+    flows,
+    foundations,
+    guidance,
+    latent,
+    sampling,
+    scores,
+    training,
+    unet,
+)
 from exercise_cases.cases import Cases
 
 CASES: dict[str, Cases] = {**foundations.CASES, **unet.CASES, **training.CASES, **sampling.CASES, **conditioning.CASES,
-                          **guidance.CASES, **latent.CASES}
+                          **guidance.CASES, **latent.CASES, **scores.CASES, **flows.CASES}
