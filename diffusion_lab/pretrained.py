@@ -50,7 +50,8 @@ def model_kinds() -> dict[str, tuple[type[nn.Module], type]]:
             "classifier": (MNISTClassifier, ClassifierConfig),
             "noisy_classifier": (NoisyClassifier, NoisyClassifierConfig),
             "attribute_scorer": (AttributeScorer, AttributeScorerConfig),
-            "autoencoder": (Autoencoder, AutoencoderConfig), "latent_unet": (UNet, UNetConfig)}
+            "autoencoder": (Autoencoder, AutoencoderConfig), "latent_unet": (UNet, UNetConfig),
+            "flow_unet": (UNet, UNetConfig)}
 
 
 def checkpoints_dir(root: str | Path | None = None) -> Path:

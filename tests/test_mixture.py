@@ -113,3 +113,20 @@ def test_bad_points_and_levels_are_refused() -> None:
         mixture.noised(0.0, 0.0)
     with pytest.raises(ValueError, match="sigma must be a number"):
         mixture.noised(1.0, -0.1)
+
+
+def test_the_noise_predictor_is_minus_sigma_times_the_exact_score() -> None:
+    """eps(x_t, t) = -sigma_t grad log p_t(x_t) at whole and fractional steps, one t or several per batch."""
+    from diffusion_lab.notation import alpha_sigma
+    from diffusion_lab.schedules import NoiseSchedule
+
+    mixture, schedule = GaussianMixture.unequal(), NoiseSchedule.from_name("cosine", 1000)
+    model = mixture.noise_predictor(schedule)
+    x = torch.randn(6, 2, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([10.0, 10.0, 312.5, 312.5, 999.0, 999.0])
+    eps = model(x, t)
+    for i in range(6):
+        alpha, sigma = (float(c) for c in alpha_sigma(schedule, float(t[i])))
+        want = -sigma * mixture.noised(alpha, sigma).score(x[i:i + 1])
+        torch.testing.assert_close(eps[i:i + 1], want)
+    assert eps.shape == x.shape and eps.dtype == x.dtype

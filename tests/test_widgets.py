@@ -20,6 +20,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from diffusion_lab.notebook.figures import LIVE_ONLY  # noqa: E402
+from diffusion_lab.notebook.steps_explorer import steps_explorer  # noqa: E402
 from diffusion_lab.notebook.widgets import (  # noqa: E402
     WIDGET_MIME,
     Explorer,
@@ -300,3 +301,28 @@ def test_strength_explorer_needs_strengths_in_0_1(strengths) -> None:
 def test_strength_explorer_rejects_a_vary_that_returns_no_images() -> None:
     with pytest.raises(ValueError, match=r"must return images shaped \(N, C, H, W\)"):
         strength_explorer(lambda s: torch.zeros(4, 4), strengths=(0.5,))
+
+
+def test_steps_explorer_draws_every_k_once_and_switches_between_them() -> None:
+    calls: list[int] = []
+
+    def draw(k: int) -> torch.Tensor:
+        calls.append(k)
+        return torch.full((6, 1, 4, 4), 1 - 2 / k)  # two rows of three, brighter with more steps
+
+    ex = steps_explorer(draw, [1, 2, 8], value=2, nrow=3, row_labels=["a", "b"])
+    assert isinstance(ex, Explorer) and calls == [1, 2, 8]
+    first = ex.image.value
+    ex.slider.value = 8
+    assert ex.image.value != first and calls == [1, 2, 8]  # switched, not redrawn
+    data, metadata = ex._repr_mimebundle_()
+    assert WIDGET_MIME in data and metadata == {LIVE_ONLY: [WIDGET_MIME]}
+    assert Image.open(io.BytesIO(base64.b64decode(data["image/png"]))).size == ex.fallback.size
+
+
+@pytest.mark.parametrize("steps, value, message", [([], None, "steps must be a list of positive whole numbers"),
+                                                   ([0, 2], None, "steps must be a list of positive whole numbers"),
+                                                   ([1, 2], 3, "value must be one of steps")])
+def test_steps_explorer_rejects_bad_steps(steps, value, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        steps_explorer(lambda k: torch.zeros(2, 1, 4, 4), steps, value=value)

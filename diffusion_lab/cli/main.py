@@ -6,6 +6,7 @@
     python -m diffusion_lab sample NAME --num N --sampler ddpm|ddim|euler|heun|dpmpp2m|sde --steps K [--class C]
         --seed S --out FILE.npz
         [--prompt TEXT] [--negative-prompt TEXT] [--guidance-scale W] [--classifier-scale S] [--batch-size B]
+        (a flow such as mnist_flow takes --sampler euler or heun)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Named training recipes: what `python -m diffusion_lab train --preset NAME` trains (chapters 04-08).
+"""Named training recipes: what `python -m diffusion_lab train --preset NAME` trains (chapters 04-09).
 
 Each preset fixes the model, the data, the noise schedule, the objective and the training settings,
 so that a shipped checkpoint can be remade by anyone with one command. ``tiny`` exists for tests.
@@ -23,6 +23,7 @@ from diffusion_lab.training import (
     AutoencoderObjective,
     ClassifierObjective,
     DiffusionObjective,
+    FlowMatchingObjective,
     NoisyClassifierObjective,
     Objective,
     TrainConfig,
@@ -37,7 +38,10 @@ class Preset:
 
     Chapter 08: ``kl_weight`` weighs an autoencoder's KL term; a latent model names the ``autoencoder``
     checkpoint whose scaled latents of ``data`` it learns (encoded once, before training). ``float16``
-    stores the published weights in half precision."""
+    stores the published weights in half precision.
+
+    Chapter 09: a "flow_unet" learns flow matching's velocity (``FlowMatchingObjective``) instead of the noise,
+    and has no noise schedule (``schedule`` and ``T`` are not used)."""
 
     name: str
     kind: str
@@ -75,14 +79,18 @@ def _presets() -> dict[str, Preset]:
         return TrainConfig(steps=steps, batch_size=batch_size, lr=1e-3, warmup_steps=100, cooldown_steps=steps // 4,
                            ema_decay=0.0, checkpoint_every=250)
 
+    # the unconditional MNIST U-Net's budget, shared by the noise predictor and the flow (chapter 09 compares them)
+    mnist_train = TrainConfig(steps=20_000, batch_size=128, lr=5e-4, cooldown_steps=2500, checkpoint_every=250,
+                              mixed_precision=True)
+
     return {p.name: p for p in [
         Preset("toy2d", "mlp", MLPConfig(), TrainConfig(steps=3000, batch_size=512, lr=1e-3, warmup_steps=100,
                                                         ema_decay=0.995, checkpoint_every=500),
                data="swiss_roll", description="the 2-D swiss-roll denoiser of chapter 04"),
-        Preset("mnist", "unet", UNetConfig.mnist(), TrainConfig(steps=20_000, batch_size=128, lr=5e-4,
-                                                                cooldown_steps=2500, checkpoint_every=250,
-                                                                mixed_precision=True),
-               data="mnist", description="unconditional MNIST digits"),
+        Preset("mnist", "unet", UNetConfig.mnist(), mnist_train, data="mnist", description="unconditional MNIST digits"),
+        Preset("mnist_flow", "flow_unet", UNetConfig.mnist(), mnist_train, data="mnist", float16=True,
+               description="flow matching on MNIST: the mnist preset's U-Net, data and budget, predicting a velocity "
+                           "(chapter 09)"),
         Preset("mnist_cond", "unet", UNetConfig.mnist_conditional(),
                TrainConfig(steps=6500, batch_size=128, lr=5e-4, cooldown_steps=1500, cond_drop_prob=0.1,
                            checkpoint_every=250, mixed_precision=True),
@@ -120,6 +128,9 @@ def _presets() -> dict[str, Preset]:
         Preset("tiny", "unet", UNetConfig.tiny(), TrainConfig(steps=20, batch_size=16, checkpoint_every=10,
                                                               log_every=5), data="mnist",
                description="a few seconds of training, for tests"),
+        Preset("tiny_flow", "flow_unet", UNetConfig.tiny(), TrainConfig(steps=20, batch_size=16, checkpoint_every=10,
+                                                                        log_every=5), data="mnist", float16=True,
+               description="a few seconds of flow matching, for tests"),
     ]}
 
 
@@ -187,9 +198,10 @@ def checkpoint_extra(preset: Preset) -> dict:
 
 
 def noise_schedule(preset: Preset) -> NoiseSchedule | None:
-    """The noise schedule a preset's model works with; None for the noise-free judges."""
-    return None if preset.kind in ("classifier", "attribute_scorer", "autoencoder") else NoiseSchedule.from_name(
-        preset.schedule, preset.T)
+    """The noise schedule a preset's model works with; None for the noise-free judges and autoencoders, and for
+    a flow, whose time tau runs on no schedule."""
+    return None if preset.kind in ("classifier", "attribute_scorer", "autoencoder", "flow_unet") else (
+        NoiseSchedule.from_name(preset.schedule, preset.T))
 
 
 def build_objective(preset: Preset, model: torch.nn.Module) -> Objective:
@@ -206,5 +218,7 @@ def build_objective(preset: Preset, model: torch.nn.Module) -> Objective:
         return AttributeObjective(data, labels, ATTRIBUTE_SIZES)
     if preset.kind == "autoencoder":
         return AutoencoderObjective(data, preset.model_config.latent_shape, preset.kl_weight)
+    if preset.kind == "flow_unet":
+        return FlowMatchingObjective(data)
     null = model.null_condition(1)[0] if preset.conditional else None  # () the null class, (L,) the empty prompt
     return DiffusionObjective(schedule, data, labels, null)

@@ -17,11 +17,13 @@ and returned in the input's dtype.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from diffusion_lab.data._validate import check_int
+from diffusion_lab.schedules import NoiseSchedule
 from diffusion_lab.tensors import check_float_tensor, check_number
 
 
@@ -122,3 +124,19 @@ class GaussianMixture:
         if alpha == 0 and sigma == 0:
             raise ValueError("alpha and sigma cannot both be 0: every point would be 0, not a density")
         return GaussianMixture(alpha * self.means, (alpha**2 * self.stds**2 + sigma**2).sqrt(), self.weights)
+
+    def noise_predictor(self, schedule: NoiseSchedule) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The best eps-model there can be for this mixture on ``schedule``: model(x_t, t) = -sigma_t * grad log
+        p_t(x_t), p_t this mixture noised to step t (whole or fractional, ``notation.alpha_sigma``), the score
+        turned into a noise prediction (``notation.score_to_eps``). x_t (B, d), t (B,); any sampler runs on it."""
+        from diffusion_lab.notation import alpha_sigma, score_to_eps
+
+        def model(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            eps = torch.empty_like(xt)
+            for step in t.unique():  # samplers ask at one t per batch: usually one pass
+                rows = t == step
+                alpha, sigma = (float(c) for c in alpha_sigma(schedule, float(step)))
+                eps[rows] = score_to_eps(self.noised(alpha, sigma).score(xt[rows]), sigma)
+            return eps
+
+        return model

@@ -1,5 +1,5 @@
 """Interactive explorers: the forward process and its schedules (chapters 01 and 02), prompts (chapter 06),
-image-to-image strength (chapter 08).
+image-to-image strength (chapter 08); chapter 09's steps explorer is in ``steps_explorer.py``.
 
 Each explorer is an ipywidgets layout wrapped in an ``Explorer`` that also carries a static
 picture. In a live notebook you get the slider or the text box; where no widget front end runs

@@ -5,7 +5,8 @@
     class_conditional.py  class labels with classifier-free guidance
     text_conditional.py   prompts with classifier-free guidance and negative prompts
     latent.py             latent diffusion: sample latents, decode them with the autoencoder (chapter 08)
-    samplers.py           sampler name -> a plan: chapter 05's DDPM/DDIM, chapter 09's ODE and SDE solvers
+    flow.py               a flow-matching model: it predicts a velocity, sampled by Euler or Heun (chapter 09)
+    samplers.py           sampler name -> a plan: chapter 05's DDPM/DDIM, chapter 09's ODE, SDE and flow solvers
     registry.py           model kind -> pipeline; load_pipeline(name)
     generate.py           generate(name, num, ...): the one-call API the CLI uses
 """

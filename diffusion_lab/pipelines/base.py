@@ -18,7 +18,14 @@ from torch import nn
 
 from diffusion_lab.guidance import check_scale
 from diffusion_lab.pipelines.batching import FiniteWatch, check_memory
-from diffusion_lab.pipelines.samplers import SCHEDULERS, check_eta, make_scheduler, plan_sampler
+from diffusion_lab.pipelines.samplers import (
+    EPS,
+    SCHEDULERS,
+    check_eta,
+    check_fits,
+    make_scheduler,
+    plan_sampler,
+)
 from diffusion_lab.pretrained import Pretrained
 from diffusion_lab.sampling import Callback, DDIMScheduler, DDPMScheduler, Model
 from diffusion_lab.sampling.scheduler import randn
@@ -34,7 +41,8 @@ def not_accepted(name: str, condition: str) -> ValueError:
     return ValueError({
         "prompt": f"{name} does not read text; prompts need a text model such as shapes_text",
         "negative_prompt": f"{name} does not read text; prompts need a text model such as shapes_text",
-        "class_label": f"{name} does not take a class; --class is for the MNIST models",
+        "class_label": f"{name} does not take a class; --class is for mnist_cond, or for mnist with "
+                       f"--classifier-scale",
         "guidance_scale": "guidance_scale (classifier-free guidance) needs a class-conditional model and a class: "
                           "for example mnist_cond with class_label=7. For the unconditional model use "
                           "classifier_scale",
@@ -49,14 +57,17 @@ class DiffusionPipeline:
 
     accepts: the conditions of ``DEFAULTS`` this pipeline reads. clip_range: the data lie in
     [-clip_range, clip_range], where samplers clip their guess of x_0; None: unbounded data, no clipping.
+    predicts: what the model predicts, which decides the samplers that fit it (``samplers.SAMPLERS``): "eps",
+    the noise, on the checkpoint's noise schedule; "velocity", a flow's (chapter 09), which has no schedule.
     """
 
     accepts: frozenset[str] = frozenset()
     clip_range: float | None = 1.0
+    predicts: str = EPS
 
     def __init__(self, pre: Pretrained, root: str | Path | None = None) -> None:
         """pre: the loaded checkpoint; root: the folder its companions (a guiding classifier) are read from."""
-        if pre.schedule is None:
+        if pre.schedule is None and self.predicts == EPS:  # a noise predictor is read through its schedule
             raise ValueError(f"{pre.name} is a {pre.info['kind']}, not a diffusion model: nothing to sample")
         self.pre, self.name, self.model, self.schedule, self.root = pre, pre.name, pre.model, pre.schedule, root
 
@@ -91,13 +102,15 @@ class DiffusionPipeline:
         noise from the clipped guess (``use_clipped_model_output``), which guided sampling needs."""
         if sampler not in SCHEDULERS:
             raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
+        check_fits(sampler, self.predicts)
         check_eta(sampler, eta)
         return make_scheduler(sampler, self.schedule, steps, eta, self.clip_range)
 
     def __call__(self, num: int, *, sampler: str = "ddim", steps: int = 50, eta: float = 0.0, seed: int = 0,
                  callback: Callback | None = None, batch_size: int = 256, **conditions: Any) -> torch.Tensor:
         """``num`` samples (num, *sample_shape()) in the data's range, sampled ``batch_size`` at a time, by the
-        sampler called ``sampler`` (``samplers.SAMPLERS``: "ddpm", "ddim", "euler", "heun", "dpmpp2m", "sde").
+        sampler called ``sampler`` (``samplers.SAMPLERS``: "ddpm", "ddim", "euler", "heun", "dpmpp2m", "sde" for a
+        noise predictor; "euler", "heun" for a flow).
 
         The same seed, num, batch_size and arguments give the same samples, on every device and thread count.
         One generator serves the batches in turn (each draws its x_T, then its steps' noise), so up to
@@ -112,7 +125,7 @@ class DiffusionPipeline:
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed!r}; e.g. seed=0")
         given = self.check_conditions(conditions)
-        run = plan_sampler(sampler, self.schedule, steps, eta, self.clip_range)  # settings checked before any work
+        run = plan_sampler(sampler, self.schedule, steps, eta, self.clip_range, self.predicts)  # checked before work
         shape = self.sample_shape()
         check_memory(num, shape, self.device)  # before any work
         model = self.guided_model(num, **given)  # checks the conditions once, for all batches

@@ -32,7 +32,8 @@ def generate(checkpoint: str | Pretrained, num: int, *, sampler: str = "ddim", s
         (sampled on the device it lives on).
     sampler, steps, eta: a sampler of ``samplers.SAMPLERS`` with that many steps: "ddpm", "ddim" (eta: DDIM's
         noise, 0 = deterministic), or chapter 09's "euler", "heun" (2 steps - 1 network evaluations), "dpmpp2m",
-        "sde" over Karras et al.'s noise levels.
+        "sde" over Karras et al.'s noise levels. A flow (mnist_flow, chapter 09) takes "euler" or "heun" only,
+        over equal steps of its time; the others read a noise prediction and are a clear error there.
     conditions, as the checkpoint's pipeline accepts them:
         class_label: the digit for mnist_cond (classifier-free guidance) or for mnist with classifier guidance.
         prompt, negative_prompt: one text for all samples or one per sample (text models).

@@ -15,6 +15,7 @@ import torch
 from diffusion_lab.config import pick_device
 from diffusion_lab.pipelines.base import DiffusionPipeline
 from diffusion_lab.pipelines.class_conditional import ClassConditionalPipeline
+from diffusion_lab.pipelines.flow import FlowImagePipeline
 from diffusion_lab.pipelines.latent import LatentImagePipeline
 from diffusion_lab.pipelines.text_conditional import TextConditionalPipeline
 from diffusion_lab.pipelines.unconditional import ImagePipeline, PointsPipeline
@@ -32,6 +33,7 @@ PIPELINES: dict[str, Callable[..., DiffusionPipeline]] = {
     "unet": _unet_pipeline,
     "text_unet": TextConditionalPipeline,
     "latent_unet": LatentImagePipeline,
+    "flow_unet": FlowImagePipeline,
 }
 
 
