@@ -139,7 +139,8 @@ print(f"in {mode_name()} mode this chapter would use {n_samples:,} samples")
 # python -m diffusion_lab student --out my_copies
 # ```
 #
-# (Teachers: the markers are nbgrader's, so nbgrader can generate and grade assignments directly.)
+# (Teachers: the markers are nbgrader's. `tools/nbgrader_course.py` turns the chapters into an nbgrader
+# course that hands them out, collects them and grades the checks: see `docs/teaching.md`.)
 # The cell after each exercise runs its **check**, which tries your function on test inputs and
 # either prints ✅ or tells you what is wrong.
 #

@@ -217,6 +217,17 @@ def test_failure_in_ipython_shows_the_diagnosis_only(key: str, wrong: Callable[.
     assert len(shown.strip().splitlines()) <= 3
 
 
+def test_a_learners_function_stopped_by_hand_or_a_time_limit_fails_without_the_checks_frames() -> None:
+    """Jupyter's stop button and nbgrader's cell time limit raise KeyboardInterrupt inside the learner's code."""
+    def q_sample(x0, alpha_bar, eps):
+        raise KeyboardInterrupt
+
+    with pytest.raises(ExerciseFailed, match=r"^Exercise 1\.4: your function was stopped before it returned: "
+                                             r"if it never finishes, look for a loop") as info:
+        CHECKS["1.4"](q_sample)
+    assert info.value.__suppress_context__
+
+
 def test_error_in_the_learners_function_is_reported_as_theirs() -> None:
     def q_sample(x0, alpha_bar, eps):
         scale = math.sqrt(alpha_bar)  # math.sqrt on a tensor of B values

@@ -9,8 +9,9 @@ The committed chapters carry their solutions between nbgrader's markers::
 ``make_student_copy`` replaces each such block by a line that raises ``NotImplementedError`` with
 a clear message, keeping its indentation, so the exercise's check says "not done yet" until the
 learner writes an answer; a comment says where the worked solution is. It never overwrites a copy
-that exists (it may hold the learner's answers) unless asked to. Teachers who use nbgrader can run
-it on the chapters directly instead.
+that exists (it may hold the learner's answers) unless asked to. Teachers who grade with nbgrader
+build its course folder with ``tools/nbgrader_course.py`` (docs/teaching.md); its released copies blank
+the same cells with the same stub.
 """
 
 from __future__ import annotations

@@ -77,6 +77,9 @@ def _call(exercise: str, fn: Callable[..., Any], *args: Any,
         raise ExerciseFailed(exercise, "not done yet: replace the `raise NotImplementedError` with your code") from None
     except ExerciseFailed:
         raise
+    except KeyboardInterrupt:  # stopped by hand or by a time limit (nbgrader's): its traceback would show the check
+        raise ExerciseFailed(exercise, "your function was stopped before it returned: if it never finishes, look "
+                                       "for a loop whose condition never changes") from None
     except Exception as err:  # an error in the learner's own code: say so, in one line, with a hint
         text = (str(err).strip().splitlines() or [""])[0]
         text = text if len(text) <= 200 else text[:197] + "..."
