@@ -5,6 +5,7 @@ Every preset, denoiser or judge, trains through ``training.fit`` with the object
     python -m diffusion_lab train --preset mnist --publish           # remake data/checkpoints/mnist.*
     torchrun --nproc_per_node 2 -m diffusion_lab train --preset mnist  # the same on two processes
     python -m diffusion_lab sample mnist --num 16 --sampler ddim --steps 50 --seed 0 --out digits.npz
+    python -m diffusion_lab sample mnist_flow --num 16 --out digits.npz   # the model's default sampler (euler)
 """
 
 from __future__ import annotations
@@ -91,17 +92,22 @@ def to_uint8_images(x: torch.Tensor) -> np.ndarray:
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def sample_command(name: str, *, num: int, sampler: str = "ddim", steps: int = 50, class_label: int | None = None,
-                   seed: int = 0, out: str | Path, eta: float = 0.0, prompt: str | None = None,
-                   negative_prompt: str | None = None, guidance_scale: float = 1.0, classifier_scale: float = 0.0,
-                   checkpoints_root: str | Path | None = None, batch_size: int = 256) -> Path:
+def sample_command(name: str, *, num: int, sampler: str | None = None, steps: int | None = None,
+                   class_label: int | None = None, seed: int = 0, out: str | Path, eta: float = 0.0,
+                   prompt: str | None = None, negative_prompt: str | None = None, guidance_scale: float = 1.0,
+                   classifier_scale: float = 0.0, checkpoints_root: str | Path | None = None,
+                   batch_size: int = 256) -> Path:
     """Generate ``num`` samples from checkpoint ``name`` and write them to ``out`` (.npz); see ``generate``.
+
+    sampler, steps: None is the checkpoint's default (``DiffusionPipeline.default_sampler``: DDIM for a noise
+    predictor, Euler for a flow). Prints the sampler used and its network evaluations per sample.
 
     Image models write ``images``: uint8 (N, H, W, C), with ``labels`` (N,) (the class asked for, or -1)
     and, for text models, ``prompts``; the 2-D model writes ``points``: float32 (N, 2). ``out`` is checked
     before any work and written atomically (a unique temporary file, then a rename).
     """
     from diffusion_lab.pipelines import load_pipeline
+    from diffusion_lab.pipelines.samplers import get_sampler
 
     if isinstance(num, bool) or not isinstance(num, int) or num <= 0:
         raise ValueError(f"--num must be positive, got {num}")
@@ -110,6 +116,9 @@ def sample_command(name: str, *, num: int, sampler: str = "ddim", steps: int = 5
     x = pipeline(num, sampler=sampler, steps=steps, eta=eta, seed=seed, class_label=class_label, prompt=prompt,
                  negative_prompt=negative_prompt, guidance_scale=guidance_scale, classifier_scale=classifier_scale,
                  batch_size=batch_size)
+    used, used_steps = pipeline.sampler_and_steps(sampler, steps)
+    which = used if sampler is not None else f"{used} (the default for {name})"
+    print(f"{which}, {used_steps} steps: {get_sampler(used).nfe(used_steps)} network evaluations per sample")
     if x.ndim == 2:  # points (N, D), not images
         arrays = {"points": x.float().cpu().numpy()}
     else:

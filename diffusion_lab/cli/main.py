@@ -3,10 +3,11 @@
     python -m diffusion_lab doctor                      is this machine ready?
     python -m diffusion_lab student --out DIR [--force] chapters with the solutions blanked
     python -m diffusion_lab train --preset NAME [--steps N] [--out DIR] [--resume] [--publish]
-    python -m diffusion_lab sample NAME --num N --sampler ddpm|ddim|euler|heun|dpmpp2m|sde --steps K [--class C]
-        --seed S --out FILE.npz
+    python -m diffusion_lab sample NAME --num N [--sampler ddpm|ddim|euler|heun|dpmpp2m|sde] [--steps K]
+        [--class C] --seed S --out FILE.npz
         [--prompt TEXT] [--negative-prompt TEXT] [--guidance-scale W] [--classifier-scale S] [--batch-size B]
-        (a flow such as mnist_flow takes --sampler euler or heun)
+        (without --sampler: the model's default, ddim for a noise predictor, euler for a flow such as
+        mnist_flow, which takes --sampler euler or heun only)
 """
 
 from __future__ import annotations
@@ -86,7 +87,6 @@ def _interrupted(args: argparse.Namespace, step: int | None) -> str:
 
 def _sample(args: argparse.Namespace) -> int:
     from diffusion_lab.cli.commands import sample_command
-    from diffusion_lab.pipelines.samplers import get_sampler
 
     _deterministic(args)
     path = sample_command(args.name, num=args.num, sampler=args.sampler, steps=args.steps,
@@ -94,8 +94,6 @@ def _sample(args: argparse.Namespace) -> int:
                           prompt=args.prompt, negative_prompt=args.negative_prompt,
                           guidance_scale=args.guidance_scale, classifier_scale=args.classifier_scale,
                           checkpoints_root=args.checkpoint_dir, batch_size=args.batch_size)
-    nfe = get_sampler(args.sampler).nfe(args.steps)
-    print(f"{args.sampler}, {args.steps} steps: {nfe} network evaluations per sample")
     print(f"wrote {args.num} samples to {path}")
     return 0
 
@@ -128,9 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, required=True)
     from diffusion_lab.pipelines.samplers import SAMPLERS
 
-    p.add_argument("--sampler", choices=list(SAMPLERS), default="ddim",
-                   help="; ".join(f"{name}: {s.about}" for name, s in SAMPLERS.items()) + " (default ddim)")
-    p.add_argument("--steps", type=int, default=50, help="sampler steps K (heun evaluates the network 2K - 1 times)")
+    p.add_argument("--sampler", choices=list(SAMPLERS), default=None,
+                   help="; ".join(f"{name}: {s.about}" for name, s in SAMPLERS.items()) +
+                        " (default: the model's own, ddim for a noise predictor, euler for a flow)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampler steps K (heun evaluates the network 2K - 1 times; default: the model's own, 50)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM's eta (0 = deterministic)")
     p.add_argument("--class", dest="class_label", type=int,
                    help="digit to generate: mnist_cond, or mnist with --classifier-scale")

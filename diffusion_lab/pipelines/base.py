@@ -59,11 +59,14 @@ class DiffusionPipeline:
     [-clip_range, clip_range], where samplers clip their guess of x_0; None: unbounded data, no clipping.
     predicts: what the model predicts, which decides the samplers that fit it (``samplers.SAMPLERS``): "eps",
     the noise, on the checkpoint's noise schedule; "velocity", a flow's (chapter 09), which has no schedule.
+    default_sampler, default_steps: what ``__call__`` samples with when no sampler or steps are given.
     """
 
     accepts: frozenset[str] = frozenset()
     clip_range: float | None = 1.0
     predicts: str = EPS
+    default_sampler: str = "ddim"
+    default_steps: int = 50
 
     def __init__(self, pre: Pretrained, root: str | Path | None = None) -> None:
         """pre: the loaded checkpoint; root: the folder its companions (a guiding classifier) are read from."""
@@ -106,11 +109,18 @@ class DiffusionPipeline:
         check_eta(sampler, eta)
         return make_scheduler(sampler, self.schedule, steps, eta, self.clip_range)
 
-    def __call__(self, num: int, *, sampler: str = "ddim", steps: int = 50, eta: float = 0.0, seed: int = 0,
-                 callback: Callback | None = None, batch_size: int = 256, **conditions: Any) -> torch.Tensor:
+    def sampler_and_steps(self, sampler: str | None = None, steps: int | None = None) -> tuple[str, int]:
+        """The sampler and steps a call with these arguments uses: None means the pipeline's default."""
+        return (self.default_sampler if sampler is None else sampler,
+                self.default_steps if steps is None else steps)
+
+    def __call__(self, num: int, *, sampler: str | None = None, steps: int | None = None, eta: float = 0.0,
+                 seed: int = 0, callback: Callback | None = None, batch_size: int = 256,
+                 **conditions: Any) -> torch.Tensor:
         """``num`` samples (num, *sample_shape()) in the data's range, sampled ``batch_size`` at a time, by the
-        sampler called ``sampler`` (``samplers.SAMPLERS``: "ddpm", "ddim", "euler", "heun", "dpmpp2m", "sde" for a
-        noise predictor; "euler", "heun" for a flow).
+        sampler called ``sampler`` over ``steps`` steps (``samplers.SAMPLERS``: "ddpm", "ddim", "euler", "heun",
+        "dpmpp2m", "sde" for a noise predictor; "euler", "heun" for a flow; None: ``default_sampler``, "ddim" for
+        a noise predictor and "euler" for a flow, over ``default_steps``, 50).
 
         The same seed, num, batch_size and arguments give the same samples, on every device and thread count.
         One generator serves the batches in turn (each draws its x_T, then its steps' noise), so up to
@@ -125,6 +135,7 @@ class DiffusionPipeline:
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed!r}; e.g. seed=0")
         given = self.check_conditions(conditions)
+        sampler, steps = self.sampler_and_steps(sampler, steps)
         run = plan_sampler(sampler, self.schedule, steps, eta, self.clip_range, self.predicts)  # checked before work
         shape = self.sample_shape()
         check_memory(num, shape, self.device)  # before any work

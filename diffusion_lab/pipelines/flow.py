@@ -14,6 +14,8 @@ from diffusion_lab.pipelines.samplers import VELOCITY
 
 class FlowImagePipeline(DiffusionPipeline):
     """An unconditional image flow: samples (N, C, H, W) from N(0, I) noise carried to the data by the learned
-    velocity, clamped to [-1, 1] at the end. ``sampler`` is "euler" (K network evaluations) or "heun" (2K - 1)."""
+    velocity, clamped to [-1, 1] at the end. ``sampler`` is "euler" (K network evaluations, the default) or
+    "heun" (2K - 1)."""
 
     predicts = VELOCITY
+    default_sampler = "euler"

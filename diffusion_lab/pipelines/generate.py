@@ -23,9 +23,10 @@ from diffusion_lab.pretrained import Pretrained
 from diffusion_lab.sampling import Callback
 
 
-def generate(checkpoint: str | Pretrained, num: int, *, sampler: str = "ddim", steps: int = 50, eta: float = 0.0,
-             seed: int = 0, device: torch.device | str | None = None, checkpoints_root: str | Path | None = None,
-             callback: Callback | None = None, batch_size: int = 256, **conditions: Any) -> torch.Tensor:
+def generate(checkpoint: str | Pretrained, num: int, *, sampler: str | None = None, steps: int | None = None,
+             eta: float = 0.0, seed: int = 0, device: torch.device | str | None = None,
+             checkpoints_root: str | Path | None = None, callback: Callback | None = None, batch_size: int = 256,
+             **conditions: Any) -> torch.Tensor:
     """Sample ``num`` images (N, C, H, W) in [-1, 1] (points (N, 2) for the 2-D model) from a checkpoint.
 
     checkpoint: a name in data/checkpoints ("mnist", "mnist_cond", "shapes_text", ...) or a loaded one
@@ -34,6 +35,8 @@ def generate(checkpoint: str | Pretrained, num: int, *, sampler: str = "ddim", s
         noise, 0 = deterministic), or chapter 09's "euler", "heun" (2 steps - 1 network evaluations), "dpmpp2m",
         "sde" over Karras et al.'s noise levels. A flow (mnist_flow, chapter 09) takes "euler" or "heun" only,
         over equal steps of its time; the others read a noise prediction and are a clear error there.
+        None: the checkpoint's default (``DiffusionPipeline.default_sampler``), DDIM with 50 steps for a noise
+        predictor, Euler with 50 steps for a flow.
     conditions, as the checkpoint's pipeline accepts them:
         class_label: the digit for mnist_cond (classifier-free guidance) or for mnist with classifier guidance.
         prompt, negative_prompt: one text for all samples or one per sample (text models).
