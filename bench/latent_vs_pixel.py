@@ -9,7 +9,9 @@ Latent diffusion's Figs. 5-6 (Rombach et al. 2022) in miniature, on this machine
   untrained U-Nets of equal widths: throughput does not depend on the weights).
 - ``quality``: the shipped ``mnist`` and ``mnist_latent``, DDIM-50, ``--num`` samples per seed: the share the
   course classifier recognises (confidence >= 0.9), FID on its features against the 2,000 test digits,
-  classes present; and the autoencoder's reconstructions of the test digits, read as the right digit.
+  classes present; ``mnist_latent`` also with DDPM's 1,000 stochastic steps (``--ddpm-num`` samples, first seed;
+  the pixel model's DDPM-1000 is in bench/sample_quality.py's results); and the
+  autoencoder's reconstructions of the test digits, read as the right digit.
 - ``budget``: both models trained from scratch for ``--budget-minutes`` of wall-clock each (the preset's
   recipe without its cooldown), scored with ``--budget-num`` DDIM-50 samples at ``--evals`` points: quality
   against training time at equal CPU budget. Evaluation time is not counted as training time.
@@ -119,7 +121,7 @@ def judge_samples(clf, reference, images: torch.Tensor) -> dict:
             "classes_present": int((class_counts(probs) > 0).sum())}
 
 
-def quality(device, num: int, seeds: list[int]) -> dict:
+def quality(device, num: int, seeds: list[int], ddpm_num: int) -> dict:
     clf = load_pretrained("mnist_classifier", device=device).model
     reference, labels = mnist_tensors("test")
     out = {}
@@ -133,6 +135,13 @@ def quality(device, num: int, seeds: list[int]) -> dict:
             print(name, rows[-1], flush=True)
         out[name] = {"per_seed": rows, **{k: sum(r[k] for r in rows) / len(rows) for k in ("recognised", "fid")},
                      "classes_present": min(r["classes_present"] for r in rows)}
+        if ddpm_num and name == "mnist_latent":  # DDPM-1000, first seed: what DDIM's deterministic path costs
+            # (the pixel model's DDPM-1000 takes ~25 min here; bench/sample_quality.py measured it: it ties DDIM-50)
+            start = time.perf_counter()
+            images = pipeline(ddpm_num, sampler="ddpm", steps=1000, seed=seeds[0]).cpu()
+            out[name]["ddpm_1000"] = {"seed": seeds[0], "num": ddpm_num, "seconds": time.perf_counter() - start,
+                                      **judge_samples(clf, reference, images)}
+            print(name, "ddpm 1000", out[name]["ddpm_1000"], flush=True)
     autoencoder = load_pretrained("mnist_autoencoder", device=device).model
     for name, images in (("originals", reference), ("reconstructions", decode(autoencoder, encode(autoencoder, reference)))):
         probs = class_probabilities(clf, images)
@@ -223,6 +232,11 @@ def write_markdown(results: dict) -> None:
             r = qu[name]
             seeds = ", ".join(f"{x['recognised']:.1%}" for x in r["per_seed"])
             lines.append(f"| {name} | {r['recognised']:.1%} ({seeds}) | {r['fid']:.2f} | {r['classes_present']} |")
+        for name in ("mnist", "mnist_latent"):
+            d = qu[name].get("ddpm_1000")
+            if d:
+                lines.append(f"| {name}, DDPM-1000 ({d['num']} samples, seed {d['seed']}) | {d['recognised']:.1%} | "
+                             f"{d['fid']:.2f} | {d['classes_present']} |")
         lines += ["", f"The autoencoder's reconstructions of the 2,000 test digits: {qu['reconstructions']['right_digit']:.1%} "
                   f"read as the right digit (originals: {qu['originals']['right_digit']:.1%}); L1 error "
                   f"{qu['reconstructions']['l1']:.4f}; FID {qu['reconstructions']['fid']:.2f}.", ""]
@@ -258,6 +272,8 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=40, help="timed training steps per model (speed)")
     parser.add_argument("--num", type=int, default=500, help="samples per seed (quality)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--ddpm-num", type=int, default=500,
+                        help="samples of DDPM-1000 from mnist_latent, first seed (quality; 0 to skip)")
     parser.add_argument("--budget-minutes", type=float, default=8.0, help="training wall-clock per model (budget)")
     parser.add_argument("--evals", type=int, default=4, help="evaluations per model, evenly spaced (budget)")
     parser.add_argument("--budget-num", type=int, default=200, help="samples per evaluation (budget)")
@@ -269,7 +285,7 @@ def main() -> None:
     if "speed" in args.parts:
         results["speed"] = speed(device, args.train_steps)
     if "quality" in args.parts:
-        results["quality"] = quality(device, args.num, args.seeds)
+        results["quality"] = quality(device, args.num, args.seeds, args.ddpm_num)
     if "budget" in args.parts:
         results["budget"] = budget(device, args.budget_minutes, args.evals, args.budget_num)
     results.update(date=dt.date.today().isoformat(), load_at_start=load_at_start,

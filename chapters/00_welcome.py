@@ -92,7 +92,7 @@ plt.show()
 # | 10 | CLIP and DALL·E 2 | a small CLIP, a diffusion prior, a decoder from image embeddings |
 # | 11 | your own text-to-image system | a mini Stable Diffusion and a Midjourney-style `/imagine` loop |
 #
-# Chapters 00–07 are ready; the rest are being written and will appear in `chapters/` in order.
+# Chapters 00–08 are ready; the rest are being written and will appear in `chapters/` in order.
 #
 # ## 4. Set-up check
 #

@@ -136,7 +136,7 @@ def _presets() -> dict[str, Preset]:
 
 SHAPES_TEXT_STEPS = 3000
 MNIST_AUTOENCODER_STEPS = 3000
-MNIST_LATENT_STEPS = 36_000
+MNIST_LATENT_STEPS = 54_000
 SHAPES64_AUTOENCODER_STEPS = 3000
 KL_WEIGHT = 1e-2  # chapter 08: compact (KL per value 1.4 against 4.3 at 1e-4), robust, not blurrier: bench/results/autoencoder_kl.md
 SHAPES_SCORER_STEPS = 600
