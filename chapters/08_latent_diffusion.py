@@ -456,11 +456,12 @@ print(f"{n_eval} each: recognised as a digit (confidence >= 0.9): random latents
 
 # %% [markdown]
 # Decoded random latents are scribbles: strokes in the right style, arranged like no digit. The judge still
-# calls some of them a digit with confidence, misreading a scribble as a 7 or a 1 (chapter 05 showed that a
+# calls some of them a digit with confidence, misreading a scribble as some digit (chapter 05 showed that a
 # confident classifier can be fooled); the FID, which compares the whole spread of the judge's features with
-# real digits, tells the two rows apart by a wide margin. The autoencoder only knows how to *describe* digits compactly; knowing which descriptions are
-# digits is the generative part, and that is the diffusion model's job: it learns the distribution of the
-# latents, exactly as chapter 04's model learnt the distribution of pixels.
+# real digits, tells the two rows apart by a wide margin. The autoencoder only knows how to *describe*
+# digits compactly; knowing which descriptions are digits is the generative part, and that is the diffusion
+# model's job: it learns the distribution of the latents, exactly as chapter 04's model learnt the
+# distribution of pixels.
 #
 # ## 5. Latent diffusion is the same U-Net and the same training
 #

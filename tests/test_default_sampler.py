@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_flow_checkpoints import write_flow_and_eps
 
 from diffusion_lab.cli.main import main
-from diffusion_lab.models.unet import UNet, UNetConfig
 from diffusion_lab.pipelines import generate, load_pipeline
 from diffusion_lab.pipelines.base import DiffusionPipeline
 from diffusion_lab.pipelines.class_conditional import ClassConditionalPipeline
@@ -20,8 +20,6 @@ from diffusion_lab.pipelines.latent import LatentImagePipeline
 from diffusion_lab.pipelines.samplers import check_fits
 from diffusion_lab.pipelines.text_conditional import TextConditionalPipeline
 from diffusion_lab.pipelines.unconditional import ImagePipeline, PointsPipeline
-from diffusion_lab.pretrained import save_pretrained
-from diffusion_lab.schedules import NoiseSchedule
 
 PIPELINE_CLASSES = [DiffusionPipeline, PointsPipeline, ImagePipeline, ClassConditionalPipeline,
                     TextConditionalPipeline, LatentImagePipeline, FlowImagePipeline]
@@ -35,16 +33,7 @@ def cpu_only(monkeypatch):
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     """flow: a tiny flow_unet (no schedule); uncond: a tiny eps U-Net."""
-    folder = tmp_path_factory.mktemp("checkpoints")
-    torch.manual_seed(0)
-    flow = UNet(UNetConfig.tiny())
-    with torch.no_grad():  # conv_out starts at zero: make the velocity depend on the model
-        flow.conv_out.weight.normal_(0, 0.1)
-    save_pretrained("flow", flow, flow.config, kind="flow_unet", schedule=None, made_by={}, root=folder)
-    uncond = UNet(UNetConfig.tiny())
-    save_pretrained("uncond", uncond, uncond.config, kind="unet", schedule=NoiseSchedule.from_name("cosine", 1000),
-                    made_by={}, root=folder)
-    return folder
+    return write_flow_and_eps(tmp_path_factory.mktemp("checkpoints"))
 
 
 @pytest.mark.parametrize("cls", PIPELINE_CLASSES, ids=lambda c: c.__name__)

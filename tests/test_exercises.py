@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exercise_cases import CASES, conditioning, foundations, latent, training
+from exercise_cases import CASES, conditioning, flows, foundations, latent, scores, training
 from exercise_cases.foundations import alpha_bars_cumsum, alpha_bars_numpy
 
 from diffusion_lab import exercises
@@ -199,7 +199,9 @@ def _check_source_lines(key: str) -> list[str]:
     ("1.1", foundations.noising_step_no_sqrt), ("1.3", alpha_bars_cumsum), ("1.4", foundations.q_sample_swapped),
     ("1.4", foundations.q_sample_no_broadcast), ("4.3", training.ema_update_plain_mean),
     ("8.1", latent.reparameterise_variance), ("8.2", latent.kl_no_minus_one), ("8.3", latent.latent_scale_std),
-    ("8.4", latent.sdedit_start_truncated),
+    ("8.4", latent.sdedit_start_truncated), ("9.1", scores.score_over_variance), ("9.2", scores.heun_euler_only),
+    ("9.2", scores.heun_no_last_step_guard), ("9.3", flows.interpolate_swapped),
+    ("9.3", flows.interpolate_points_broadcast), ("9.4", flows.target_velocity_reversed),
 ])
 def test_failure_in_ipython_shows_the_diagnosis_only(key: str, wrong: Callable[..., Any]) -> None:
     """Jupyter shows what ``_render_traceback_`` returns: the message, not the check's frames (its answer)."""

@@ -5,9 +5,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import inspect
-import io
 from collections.abc import Callable
 from typing import Any
 
@@ -54,21 +51,3 @@ def test_the_hard_coded_broadcasts_fail_on_the_other_shape() -> None:
     with pytest.raises(ExerciseFailed, match=r"x_tau for points \(B, 2\) \(6, 2\) should have shape \(6, 2\), "
                                              r"got \(6, 1, 6, 2\); one value per sample"):
         check_flow_interpolate(flows.interpolate_image_view)
-
-
-@pytest.mark.parametrize(("key", "wrong"), [(INTERPOLATE, flows.interpolate_swapped),
-                                            (INTERPOLATE, flows.interpolate_points_broadcast),
-                                            (TARGET, flows.target_velocity_reversed)])
-def test_failure_in_ipython_shows_the_diagnosis_only(key: str, wrong: Callable[..., Any]) -> None:
-    interactiveshell = pytest.importorskip("IPython.core.interactiveshell")
-    shell = interactiveshell.InteractiveShell.instance()
-    out = io.StringIO()
-    shell.user_ns.update(check=CHECKS[key], wrong=wrong)
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        shell.run_cell("check(wrong)")
-    shown = out.getvalue()
-    assert f"Exercise {key}:" in shown and "Traceback" not in shown
-    source = [line.strip() for line in inspect.getsource(CHECKS[key]).splitlines()[2:]
-              if len(line.strip()) > 25 and not line.strip().startswith(("#", '"'))]
-    assert not [line for line in source if line in shown]
-    assert len(shown.strip().splitlines()) <= 3

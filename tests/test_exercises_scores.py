@@ -5,9 +5,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import inspect
-import io
 from collections.abc import Callable
 from typing import Any
 
@@ -71,21 +68,3 @@ def test_the_heun_check_includes_the_last_step() -> None:
 
     check_heun_step(spy)
     assert len(seen) >= 3 and any(s_next == 0 for _, s_next in seen) and any(s_next > 0 for _, s_next in seen)
-
-
-@pytest.mark.parametrize(("key", "wrong"), [(SCORE, scores.score_over_variance), (HEUN, scores.heun_euler_only),
-                                            (HEUN, scores.heun_no_last_step_guard)])
-def test_failure_in_ipython_shows_the_diagnosis_only(key: str, wrong: Callable[..., Any]) -> None:
-    """Jupyter shows what ``_render_traceback_`` returns: the message, never the check's source (its answer)."""
-    interactiveshell = pytest.importorskip("IPython.core.interactiveshell")
-    shell = interactiveshell.InteractiveShell.instance()
-    out = io.StringIO()
-    shell.user_ns.update(check=CHECKS[key], wrong=wrong)
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        shell.run_cell("check(wrong)")
-    shown = out.getvalue()
-    assert f"Exercise {key}:" in shown and "Traceback" not in shown
-    source = [line.strip() for line in inspect.getsource(CHECKS[key]).splitlines()[2:]
-              if len(line.strip()) > 25 and not line.strip().startswith(("#", '"'))]
-    assert not [line for line in source if line in shown]
-    assert len(shown.strip().splitlines()) <= 3

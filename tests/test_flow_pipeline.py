@@ -18,19 +18,19 @@ import pytest
 import torch
 from exact_gaussian import CountCalls
 from safetensors.torch import load_file
+from tiny_flow_checkpoints import write_flow_and_eps
 
 from diffusion_lab.cli.main import main
 from diffusion_lab.cli.presets import build_objective, get_preset, noise_schedule
 from diffusion_lab.flows import flow_euler, flow_heun
-from diffusion_lab.models.unet import UNet, UNetConfig
+from diffusion_lab.models.unet import UNet
 from diffusion_lab.pipelines import generate, load_pipeline
 from diffusion_lab.pipelines import samplers as registry
 from diffusion_lab.pipelines.flow import FlowImagePipeline
 from diffusion_lab.pipelines.registry import PIPELINES
 from diffusion_lab.pipelines.samplers import EPS, VELOCITY, Sampler, get_sampler, plan_sampler, samplers_for
-from diffusion_lab.pretrained import load_pretrained, read_manifest, save_pretrained
+from diffusion_lab.pretrained import load_pretrained, read_manifest
 from diffusion_lab.sampling.scheduler import randn
-from diffusion_lab.schedules import NoiseSchedule
 from diffusion_lab.training import FlowMatchingObjective
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,17 +45,7 @@ def cpu_only(monkeypatch):
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     """flow: a tiny flow_unet (no schedule), uncond: a tiny eps U-Net, for the errors the other way round."""
-    folder = tmp_path_factory.mktemp("checkpoints")
-    torch.manual_seed(0)
-    flow = UNet(UNetConfig.tiny())
-    with torch.no_grad():  # conv_out starts at zero: make the velocity depend on the model
-        flow.conv_out.weight.normal_(0, 0.1)
-    save_pretrained("flow", flow, flow.config, kind="flow_unet", schedule=None, made_by={}, root=folder,
-                    float16=True)
-    uncond = UNet(UNetConfig.tiny())
-    save_pretrained("uncond", uncond, uncond.config, kind="unet", schedule=NoiseSchedule.from_name("cosine", 1000),
-                    made_by={}, root=folder)
-    return folder
+    return write_flow_and_eps(tmp_path_factory.mktemp("checkpoints"), float16=True)
 
 
 def one_line_error(fn, *args, **kwargs) -> str:
