@@ -42,6 +42,44 @@
 # **Run time:** about 2 minutes in full mode on a 2-core laptop CPU, almost all of it sampling.
 
 # %%
+# Set-up for Google Colab and Kaggle; anywhere else it does nothing.
+# There it fetches the course, installs it beside the service's own PyTorch (kept as it is), and moves into
+# the chapters folder. Switch the GPU on first (Colab: Runtime, Change runtime type; Kaggle: Settings,
+# Accelerator), then run it. Written by tools/cloud_cell.py from the address in pyproject.toml.
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ or "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
+    from importlib.metadata import version
+
+    def run(cmd, fix):
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()[-400:]}\n{fix}")
+
+    repo, torch_version = Path.home() / "diffusion-lab", version("torch")
+    cloned = not repo.exists()
+    if cloned:  # the latest version only, no history
+        run(["git", "clone", "--depth", "1", "https://github.com/diffusion-lab/diffusion-lab", str(repo)],
+            "Is this session online? On Kaggle: Settings, Internet on. Then run this cell again.")
+    if not (repo / ".installed").exists():
+        pip = [sys.executable, "-m", "pip", "install", "--quiet"]
+        # the course's other requirements by name: pip adds what is missing and keeps what the service has;
+        # naming the service's own torch makes pip stop rather than replace it
+        needs = [f"torch=={torch_version}", "numpy", "matplotlib", "ipywidgets", "tqdm", "nbformat", "pillow",
+                 "safetensors", "diffusers"]
+        run(pip + needs, "Run this cell again; if it fails again, restart the session and run it again.")
+        run(pip + ["--no-deps", "-e", str(repo)], "Run this cell again.")  # the course, without its torch pin
+        (repo / ".installed").touch()  # so that running this cell again is quick
+    if str(repo) not in sys.path:
+        sys.path.insert(0, str(repo))  # importable now, without a restart
+    os.chdir(repo / "chapters")
+    print(f"diffusion-lab: {'fetched and installed' if cloned else 'found'} {repo}, beside the service's own "
+          f"torch {torch_version}; working in {Path.cwd()}")
+
+# %%
 import copy
 import random
 import time

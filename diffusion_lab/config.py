@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -49,6 +50,19 @@ def pick(full: T, quick: T) -> T:
 def mode_name() -> str:
     """``"quick"`` or ``"full"``, for printing at the top of a chapter."""
     return "quick" if quick_mode() else "full"
+
+
+def hosted_service() -> str | None:
+    """``"Colab"`` or ``"Kaggle"`` when the course runs on one of those services, else None.
+
+    The markers are the ones the chapters' set-up cell looks for (tools/cloud_cell.py): there the service's
+    own PyTorch and notebook front end are used, not the course's pinned ones.
+    """
+    if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
+        return "Colab"
+    if "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
+        return "Kaggle"
+    return None
 
 
 def _mps_available() -> bool:

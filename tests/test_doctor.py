@@ -144,3 +144,34 @@ def test_cli_requires_a_command() -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "doctor" in result.stderr and "student" in result.stderr
+
+
+@pytest.mark.parametrize("marker", ["KAGGLE_KERNEL_RUN_TYPE", "COLAB_RELEASE_TAG"])
+def test_on_a_hosted_service_the_doctor_judges_torch_by_the_supported_range_not_the_pins(
+        monkeypatch: pytest.MonkeyPatch, marker: str) -> None:
+    """The set-up cell keeps Colab's / Kaggle's own packages: the doctor must not call their versions wrong
+    (nor ask for JupyterLab), but an unsupported torch there is still a problem."""
+    from diffusion_lab.cli import torch_support
+
+    monkeypatch.setenv(marker, "Interactive")
+    service = config.hosted_service()
+    assert service == ("Kaggle" if marker.startswith("KAGGLE") else "Colab")
+    monkeypatch.setattr(torch_support, "installed_torch_version", lambda: "2.99.1+cu124")
+    [torch_line] = doctor.check_packages()
+    assert torch_line.ok and f"{service}'s own" in torch_line.detail
+    assert [f.ok for f in doctor.check_notebook_tools()] == [True]
+    monkeypatch.setattr(torch_support, "installed_torch_version", lambda: "2.1.0")
+    [torch_line] = doctor.check_packages()
+    assert not torch_line.ok and "2.1.0" in torch_line.detail and service in torch_line.fix
+
+
+def test_the_doctor_and_the_set_up_cell_look_for_the_same_service_markers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tools.cloud_cell import cell_source
+
+    cell = cell_source("https://example.org/course", ["numpy"])
+    for marker in ("google.colab", "COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE"):
+        assert marker in cell
+    for marker in ("COLAB_RELEASE_TAG", "KAGGLE_KERNEL_RUN_TYPE"):
+        monkeypatch.delenv(marker, raising=False)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    assert config.hosted_service() is None

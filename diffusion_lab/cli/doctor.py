@@ -54,6 +54,14 @@ def check_python() -> Finding:
 
 
 def check_packages() -> list[Finding]:
+    service = config.hosted_service()
+    if service is not None:  # the set-up cell keeps the service's own versions: only torch's range matters
+        from diffusion_lab.cli.torch_support import SUPPORTED_TORCH, installed_torch_version, is_supported
+
+        version = installed_torch_version()
+        ok = version is not None and is_supported(version)
+        return [Finding("torch", ok, f"{version}, {service}'s own (the course supports {SUPPORTED_TORCH})",
+                        "" if ok else f"use a {service} runtime whose torch is {SUPPORTED_TORCH}")]
     findings = []
     for name, pinned in sorted(_pins().items()):
         try:
@@ -113,6 +121,9 @@ def check_data() -> list[Finding]:
 
 
 def check_notebook_tools() -> list[Finding]:
+    service = config.hosted_service()
+    if service is not None:
+        return [Finding("notebook", True, f"{service}'s own front end")]
     findings = []
     for name, why in [("jupyterlab", "to open the chapters"), ("jupytext", "to pair .ipynb and .py"),
                       ("jupyterlab_widgets", "for sliders in JupyterLab")]:
