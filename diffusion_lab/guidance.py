@@ -36,7 +36,7 @@ from diffusion_lab.sampling import Model
 from diffusion_lab.schedules import NoiseSchedule
 from diffusion_lab.tensors import append_dims, eval_mode
 
-# model(xt, t, cond) -> eps_pred, with cond (B,) class indices or (B, L) token ids.
+# model(xt, t, cond) -> eps_pred, with cond (B,) class indices, (B, L) token ids or (B, D) embeddings.
 ConditionalModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -76,8 +76,9 @@ def classifier_free_guidance(model: ConditionalModel, cond: torch.Tensor, null_c
                              guidance_scale: float) -> Model:
     """Wrap ``model(xt, t, cond)`` into ``guided(xt, t)`` that applies classifier-free guidance.
 
-    cond: (B, ...) the conditions (class labels (B,) or token ids (B, L)); a batch of 1 serves all.
-    null_cond: the same shape, ∅ (the null class, the empty prompt's ids) or a negative prompt.
+    cond: (B, ...) the conditions (class labels (B,), token ids (B, L) or image embeddings (B, D), chapter 10);
+    a batch of 1 serves all.
+    null_cond: the same shape, ∅ (the null class, the empty prompt's ids, the zero embedding) or a negative prompt.
     guidance_scale: w >= 0. At w = 0 or w = 1 only one prediction is needed, and only one is made.
     """
     w = check_scale(guidance_scale)

@@ -41,17 +41,24 @@ def model_kinds() -> dict[str, tuple[type[nn.Module], type]]:
     from diffusion_lab.judges.attribute_scorer import AttributeScorer, AttributeScorerConfig
     from diffusion_lab.judges.mnist_classifier import ClassifierConfig, MNISTClassifier
     from diffusion_lab.models.autoencoder import Autoencoder, AutoencoderConfig
+    from diffusion_lab.models.clip import CLIP, CLIPConfig
+    from diffusion_lab.models.embedding_unet import EmbeddingUNet, EmbeddingUNetConfig
     from diffusion_lab.models.mlp import MLPConfig, MLPDenoiser
     from diffusion_lab.models.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
+    from diffusion_lab.models.prior import DiffusionPrior, PriorConfig
+    from diffusion_lab.models.regression_prior import RegressionPrior, RegressionPriorConfig
     from diffusion_lab.models.text_unet import TextUNet, TextUNetConfig
     from diffusion_lab.models.unet import UNet, UNetConfig
+    from diffusion_lab.models.upsampler import Upsampler, UpsamplerConfig
 
     return {"unet": (UNet, UNetConfig), "mlp": (MLPDenoiser, MLPConfig), "text_unet": (TextUNet, TextUNetConfig),
             "classifier": (MNISTClassifier, ClassifierConfig),
             "noisy_classifier": (NoisyClassifier, NoisyClassifierConfig),
             "attribute_scorer": (AttributeScorer, AttributeScorerConfig),
             "autoencoder": (Autoencoder, AutoencoderConfig), "latent_unet": (UNet, UNetConfig),
-            "flow_unet": (UNet, UNetConfig)}
+            "flow_unet": (UNet, UNetConfig), "clip": (CLIP, CLIPConfig),
+            "embedding_unet": (EmbeddingUNet, EmbeddingUNetConfig), "upsampler": (Upsampler, UpsamplerConfig),
+            "prior": (DiffusionPrior, PriorConfig), "regression_prior": (RegressionPrior, RegressionPriorConfig)}
 
 
 def checkpoints_dir(root: str | Path | None = None) -> Path:

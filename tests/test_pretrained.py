@@ -219,7 +219,8 @@ def test_save_rejects_unknown_kind_and_defaults(tmp_path):
     with pytest.raises(ValueError, match="unknown model kind 'gan'"):
         save_pretrained("x", model, model.config, kind="gan", schedule=None, made_by={}, root=tmp_path)
     assert set(model_kinds()) == {"unet", "mlp", "classifier", "text_unet", "noisy_classifier", "attribute_scorer",
-                                  "autoencoder", "latent_unet", "flow_unet"}
+                                  "autoencoder", "latent_unet", "flow_unet", "embedding_unet", "upsampler",
+                                  "prior", "regression_prior", "clip"}
     assert checkpoints_dir(tmp_path) == tmp_path
     assert checkpoints_dir().parts[-2:] == ("data", "checkpoints")
 

@@ -22,10 +22,12 @@ from diffusion_lab.training import (
     AttributeObjective,
     AutoencoderObjective,
     ClassifierObjective,
+    ContrastiveObjective,
     DiffusionObjective,
     FlowMatchingObjective,
     NoisyClassifierObjective,
     Objective,
+    SuperResolutionObjective,
     TrainConfig,
 )
 
@@ -41,7 +43,12 @@ class Preset:
     stores the published weights in half precision.
 
     Chapter 09: a "flow_unet" learns flow matching's velocity (``FlowMatchingObjective``) instead of the noise,
-    and has no noise schedule (``schedule`` and ``T`` are not used)."""
+    and has no noise schedule (``schedule`` and ``T`` are not used).
+
+    Chapter 10: a "clip" trains on "scenes" (the training split of one- and two-shape scenes, ``data/scenes.py``)
+    or "scenes_tiny" (a few hundred of them, for tests) with the contrastive objective. An "upsampler" learns 2x
+    super-resolution on crops (the U-Net's ``image_size``) of "scenes64_tiny" (256 training scenes at 64x64,
+    pictures only), its low res noised up to ``UPSAMPLER_MAX_AUG_LEVEL``."""
 
     name: str
     kind: str
@@ -61,14 +68,17 @@ class Preset:
 
 
 def _presets() -> dict[str, Preset]:
+    from diffusion_lab.data.scenes import scene_vocabulary
     from diffusion_lab.data.shapes import caption_vocabulary
     from diffusion_lab.judges.attribute_scorer import AttributeScorerConfig
     from diffusion_lab.judges.mnist_classifier import ClassifierConfig
     from diffusion_lab.models.autoencoder import AutoencoderConfig
+    from diffusion_lab.models.clip import CLIPConfig
     from diffusion_lab.models.mlp import MLPConfig
     from diffusion_lab.models.noisy_classifier import NoisyClassifierConfig
     from diffusion_lab.models.text_unet import TextUNetConfig
     from diffusion_lab.models.unet import UNetConfig
+    from diffusion_lab.models.upsampler import UpsamplerConfig
 
     def judge(steps: int, lr: float, weight_decay: float = 0.0) -> TrainConfig:
         return TrainConfig(steps=steps, batch_size=128, lr=lr, lr_schedule="one_cycle", weight_decay=weight_decay,
@@ -128,9 +138,23 @@ def _presets() -> dict[str, Preset]:
         Preset("tiny", "unet", UNetConfig.tiny(), TrainConfig(steps=20, batch_size=16, checkpoint_every=10,
                                                               log_every=5), data="mnist",
                description="a few seconds of training, for tests"),
+        Preset("clip_scenes", "clip", CLIPConfig.scenes(scene_vocabulary()),
+               # weight decay: torch's default 0.01, small because fit decays every parameter, the temperature too
+               TrainConfig(steps=CLIP_SCENES_STEPS, batch_size=512, lr=1e-3, warmup_steps=100,
+                           cooldown_steps=CLIP_SCENES_STEPS // 4, weight_decay=0.01, ema_decay=0.0,
+                           checkpoint_every=100, log_every=10, mixed_precision=True),
+               data="scenes", description="a small CLIP for 32x32 scenes of one or two shapes: contrastive, "
+                                          "same-caption positives (chapter 10)"),
+        Preset("tiny_clip", "clip", CLIPConfig.tiny(scene_vocabulary()),
+               TrainConfig(steps=20, batch_size=32, lr=1e-3, warmup_steps=5, ema_decay=0.0, checkpoint_every=10,
+                           log_every=5),
+               data="scenes_tiny", description="a few seconds of contrastive training, for tests"),
         Preset("tiny_flow", "flow_unet", UNetConfig.tiny(), TrainConfig(steps=20, batch_size=16, checkpoint_every=10,
                                                                         log_every=5), data="mnist", float16=True,
                description="a few seconds of flow matching, for tests"),
+        Preset("tiny_upsampler", "upsampler", UpsamplerConfig.tiny(),
+               TrainConfig(steps=20, batch_size=16, checkpoint_every=10, log_every=5), data="scenes64_tiny",
+               description="a few seconds of 2x super-resolution on 16x16 crops, for tests (chapter 10)"),
     ]}
 
 
@@ -141,6 +165,10 @@ SHAPES64_AUTOENCODER_STEPS = 3000
 KL_WEIGHT = 1e-2  # chapter 08: compact (KL per value 1.4 against 4.3 at 1e-4), robust, not blurrier: bench/results/autoencoder_kl.md
 SHAPES_SCORER_STEPS = 600
 SHAPES_TRAIN_IMAGES = 20_000  # about 90 pictures of each of the 220 training combinations
+CLIP_SCENES_STEPS = 2000  # batch 512 in bf16: 0.98 s/step measured at 1 thread on a busy 2-core machine (load 5),
+# so about 0.35-0.5 s/step on 2 quiet cores, 12-17 min (an estimate: the whole run was not timed)
+SCENES_TRAIN_IMAGES = {"scenes": 20_000, "scenes_tiny": 256}  # half of them of two shapes
+UPSAMPLER_MAX_AUG_LEVEL = 0.3  # s_max of noise-conditioning augmentation (chapter 10); not tuned yet
 
 
 def get_preset(name: str) -> Preset:
@@ -156,7 +184,7 @@ def preset_names() -> list[str]:
 
 def load_training_data(preset: Preset) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The preset's x_0 samples (N, ...) and its labels: (N,) int64 classes for MNIST presets that use
-    them, (N, L) int64 caption token ids for "shapes", (N, 4) attribute indices for "shapes_all"."""
+    them, (N, L) int64 caption token ids for "shapes" and the "scenes", (N, 4) attribute indices for "shapes_all"."""
     from diffusion_lab.data import make_toy, mnist_tensors
     from diffusion_lab.data.shapes import make_shapes
     from diffusion_lab.latent import encode
@@ -167,6 +195,17 @@ def load_training_data(preset: Preset) -> tuple[torch.Tensor, torch.Tensor | Non
         text = preset.model_config.text
         ids = Tokenizer(text.vocabulary, text.max_length).encode(shapes.captions)  # (N, L)
         return shapes.images, ids
+    if preset.data == "scenes64_tiny":  # pictures only: an upsampler's high-res crops are cut from them
+        from diffusion_lab.data.scenes import make_scenes
+
+        return make_scenes(256, size=64, seed=0, split="train").images, None
+    if preset.data in SCENES_TRAIN_IMAGES:
+        from diffusion_lab.data.scenes import make_scenes
+
+        scenes = make_scenes(SCENES_TRAIN_IMAGES[preset.data], size=preset.model_config.image_size, seed=0,
+                             split="train")
+        text = preset.model_config.text
+        return scenes.images, Tokenizer(text.vocabulary, text.max_length).encode(scenes.captions)  # (N, L)
     if preset.data == "shapes_all":
         shapes = make_shapes(SHAPES_TRAIN_IMAGES, size=preset.model_config.image_size, seed=0, split="all")
         return shapes.images, shapes.attribute_indices
@@ -200,7 +239,7 @@ def checkpoint_extra(preset: Preset) -> dict:
 def noise_schedule(preset: Preset) -> NoiseSchedule | None:
     """The noise schedule a preset's model works with; None for the noise-free judges and autoencoders, and for
     a flow, whose time tau runs on no schedule."""
-    return None if preset.kind in ("classifier", "attribute_scorer", "autoencoder", "flow_unet") else (
+    return None if preset.kind in ("classifier", "attribute_scorer", "autoencoder", "flow_unet", "clip") else (
         NoiseSchedule.from_name(preset.schedule, preset.T))
 
 
@@ -220,5 +259,9 @@ def build_objective(preset: Preset, model: torch.nn.Module) -> Objective:
         return AutoencoderObjective(data, preset.model_config.latent_shape, preset.kl_weight)
     if preset.kind == "flow_unet":
         return FlowMatchingObjective(data)
+    if preset.kind == "upsampler":  # high-res crops as large as the U-Net's image_size
+        return SuperResolutionObjective(data, schedule, preset.model_config.unet.image_size, UPSAMPLER_MAX_AUG_LEVEL)
+    if preset.kind == "clip":
+        return ContrastiveObjective(data, labels)
     null = model.null_condition(1)[0] if preset.conditional else None  # () the null class, (L,) the empty prompt
     return DiffusionObjective(schedule, data, labels, null)

@@ -6,6 +6,7 @@
 - ``mnist``: the bundled, checksummed MNIST subset (``load_mnist``, ``mnist_tensors``)
 - ``download``: opt-in download of full MNIST / Fashion-MNIST (``download_dataset``)
 - ``shapes``: captioned images of coloured shapes (``make_shapes``)
+- ``scenes``: scenes of one or two shapes with relation captions and ground truth (``make_scenes``, chapters 10-11)
 """
 
 from diffusion_lab.data.download import DownloadError, download_dataset, load_idx_dataset
@@ -13,6 +14,14 @@ from diffusion_lab.data.integrity import DataIntegrityError
 from diffusion_lab.data.mixture import GaussianMixture
 from diffusion_lab.data.mnist import load_mnist, mnist_tensors
 from diffusion_lab.data.photo import load_photo
+from diffusion_lab.data.scenes import (
+    Scene,
+    SceneDataset,
+    SceneObject,
+    make_scenes,
+    scene_vocabulary,
+    swap_colours,
+)
 from diffusion_lab.data.shapes import ShapeAttributes, ShapesDataset, make_shapes
 from diffusion_lab.data.toys import TOY_NAMES, make_toy
 
@@ -21,13 +30,19 @@ __all__ = [
     "DataIntegrityError",
     "DownloadError",
     "GaussianMixture",
+    "Scene",
+    "SceneDataset",
+    "SceneObject",
     "ShapeAttributes",
     "ShapesDataset",
     "download_dataset",
     "load_idx_dataset",
     "load_mnist",
     "load_photo",
+    "make_scenes",
     "make_shapes",
     "make_toy",
     "mnist_tensors",
+    "scene_vocabulary",
+    "swap_colours",
 ]

@@ -107,6 +107,49 @@ def _mask(shape: str, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
     return inside_sides & (dy <= r)
 
 
+def colour_rgb(colour: str, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The RGB value (3,) float64 that ``colour`` is drawn with; with ``rng``, jittered a little per channel."""
+    rgb = np.array(COLOURS[colour], dtype=np.float64)
+    return rgb if rng is None else rgb + rng.uniform(-_COLOUR_JITTER, _COLOUR_JITTER, size=3)
+
+
+def layout(attrs: ShapeAttributes, rng: np.random.Generator | None = None) -> tuple[tuple[float, float], float, np.ndarray]:
+    """Where and how ``render`` draws ``attrs``: the centre (x, y) and radius (half the shape's width), both
+    in units of the image side, and the RGB colour (3,). With ``rng`` all three jitter slightly."""
+    cx, cy = _CENTRES[attrs.position]
+    radius = _RADII[attrs.size]
+    if rng is not None:
+        cx, cy = np.array([cx, cy]) + rng.uniform(-_POSITION_JITTER, _POSITION_JITTER, size=2)
+        radius *= 1.0 + rng.uniform(-_SCALE_JITTER, _SCALE_JITTER)
+    return (float(cx), float(cy)), float(radius), colour_rgb(attrs.colour, rng)
+
+
+def background(size: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """An empty canvas (size, size, 3) float64 in 0..255: the dark background, with faint noise given ``rng``."""
+    image = np.broadcast_to(np.array(BACKGROUND, dtype=np.float64), (size, size, 3))
+    return image if rng is None else image + rng.normal(0.0, _NOISE_STD, size=(size, size, 3))
+
+
+def coverage(shape: str, centre: tuple[float, float], radius: float, size: int) -> np.ndarray:
+    """The share (size, size) in [0, 1] of each pixel that ``shape`` covers: a mask on a grid ``SUPERSAMPLE``
+    times finer, averaged over blocks (anti-aliasing). Rows are y, downwards."""
+    fine = size * SUPERSAMPLE
+    grid = (np.arange(fine) + 0.5) / fine  # sample points at the centres of the fine pixels
+    mask = _mask(shape, grid[None, :] - centre[0], grid[:, None] - centre[1], radius)  # (fine, fine)
+    return mask.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE).mean(axis=(1, 3))  # (size, size)
+
+
+def paint(image: np.ndarray, shape: str, centre: tuple[float, float], radius: float, colour: np.ndarray) -> np.ndarray:
+    """``image`` (size, size, 3) float64 with one anti-aliased ``shape`` of RGB ``colour`` blended in (a new array)."""
+    cover = coverage(shape, centre, radius, image.shape[0])[:, :, None]  # (size, size, 1)
+    return (1.0 - cover) * image + cover * colour  # (size, size, 3)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """A float canvas in 0..255 -> uint8 pixels, rounded."""
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
 def render(attrs: ShapeAttributes, size: int = 32, *, rng: np.random.Generator | None = None) -> np.ndarray:
     """Draw one image of ``attrs``; returns uint8 (size, size, 3) RGB.
 
@@ -117,24 +160,8 @@ def render(attrs: ShapeAttributes, size: int = 32, *, rng: np.random.Generator |
         raise TypeError(f"attrs must be a ShapeAttributes, got {type(attrs).__name__}; "
                         f"build one with ShapeAttributes('circle', 'red', 'small', 'top left').")
     check_int("size", size, low=16)
-    cx, cy = _CENTRES[attrs.position]
-    radius = _RADII[attrs.size]
-    colour = np.array(COLOURS[attrs.colour], dtype=np.float64)
-    if rng is not None:
-        cx, cy = np.array([cx, cy]) + rng.uniform(-_POSITION_JITTER, _POSITION_JITTER, size=2)
-        radius *= 1.0 + rng.uniform(-_SCALE_JITTER, _SCALE_JITTER)
-        colour = colour + rng.uniform(-_COLOUR_JITTER, _COLOUR_JITTER, size=3)
-
-    fine = size * SUPERSAMPLE
-    grid = (np.arange(fine) + 0.5) / fine  # sample points at the centres of the fine pixels
-    mask = _mask(attrs.shape, grid[None, :] - cx, grid[:, None] - cy, radius)  # (fine, fine), rows = y
-    coverage = mask.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE).mean(axis=(1, 3))[:, :, None]  # (size, size, 1)
-
-    image = np.broadcast_to(np.array(BACKGROUND, dtype=np.float64), (size, size, 3))
-    if rng is not None:
-        image = image + rng.normal(0.0, _NOISE_STD, size=(size, size, 3))
-    image = (1.0 - coverage) * image + coverage * colour  # (size, size, 3)
-    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    centre, radius, colour = layout(attrs, rng)
+    return to_uint8(paint(background(size, rng), attrs.shape, centre, radius, colour))
 
 
 @dataclass(frozen=True)
@@ -164,20 +191,24 @@ def combinations(split: str = "all") -> list[ShapeAttributes]:
     return [a for a in every if ((a.colour, a.shape) in HELD_OUT) == want_held_out]
 
 
+def balanced_choice(pool: list, n: int, rng: np.random.Generator) -> list:
+    """``n`` items of ``pool`` visited in shuffled rounds, so each appears ``n // len(pool)`` or one more times."""
+    rounds = -(-n // len(pool))  # ceil(n / len(pool))
+    order = np.concatenate([rng.permutation(len(pool)) for _ in range(rounds)])[:n]
+    return [pool[i] for i in order]
+
+
 def make_shapes(n: int, *, size: int = 32, seed: int = 0, split: str = "train") -> ShapesDataset:
     """Generate ``n`` captioned images, identical for the same arguments.
 
-    The combinations of ``split`` (see ``combinations``) are visited in shuffled rounds, so every one
-    appears ``n // len(combinations(split))`` or one more times.
+    The combinations of ``split`` (see ``combinations``) are visited in shuffled rounds (``balanced_choice``),
+    so every one appears ``n // len(combinations(split))`` or one more times.
     """
     check_int("n", n, low=1)
     check_int("size", size, low=16)
     check_int("seed", seed, low=0)
-    pool = combinations(split)
     rng = np.random.default_rng(seed)
-    rounds = -(-n // len(pool))  # ceil(n / len(pool))
-    order = np.concatenate([rng.permutation(len(pool)) for _ in range(rounds)])[:n]
-    attributes = [pool[i] for i in order]
+    attributes = balanced_choice(combinations(split), n, rng)
     pictures = np.stack([render(a, size, rng=rng) for a in attributes])  # (n, size, size, 3) uint8
     images = torch.from_numpy(pictures).permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1.0  # (n, 3, size, size)
     return ShapesDataset(

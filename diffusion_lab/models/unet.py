@@ -119,13 +119,16 @@ class UNet(nn.Module):
         self.conv_out = zero_init(nn.Conv2d(ch[0], c.out_channels, kernel_size=3, padding=1))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None, *,
-                context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None) -> torch.Tensor:
+                context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None,
+                extra_emb: torch.Tensor | None = None) -> torch.Tensor:
         """x (B, C_in, H, W) float, t (B,) timesteps, cond (B,) int64 class indices or None -> eps_pred (B, C_out, H, W).
 
         On a class-conditional model, ``cond=None`` means "no label": every sample gets the null class
         ``num_classes`` (``null_condition``, the unconditional branch of classifier-free guidance).
         A text model (``context_dim`` set) needs ``context`` (B, L, context_dim), one vector per token
         from a text encoder, and takes ``context_mask`` (B, L) bool, False at padding.
+        ``extra_emb`` (B, time_embed_dim) is added to the time embedding: how a model that wraps this one
+        tells every ResBlock its own condition (chapter 10: an image embedding, an augmentation level).
         """
         self._check_inputs(x, t, cond)
         self._check_context(x, context, context_mask)
@@ -133,6 +136,11 @@ class UNet(nn.Module):
         if self.class_embed is not None:
             cond = self.null_condition(x.shape[0]) if cond is None else cond  # (B,)
             emb = emb + self.class_embed(cond)  # (B, E)
+        if extra_emb is not None:
+            if not isinstance(extra_emb, torch.Tensor) or extra_emb.shape != emb.shape:
+                got = tuple(extra_emb.shape) if isinstance(extra_emb, torch.Tensor) else type(extra_emb).__name__
+                raise ValueError(f"extra_emb must be (B, time_embed_dim) = {tuple(emb.shape)}, got {got}")
+            emb = emb + extra_emb  # (B, E)
 
         h = self.conv_in(x)  # (B, ch[0], H, W)
         skips = []

@@ -6,6 +6,9 @@
     flow.py            flow matching, with minibatch OT pairing or reflow's fixed pairs (chapter 09)
     classification.py  the judges' cross-entropy objectives, with their augmentation
     autoencoder.py     the autoencoder's reconstruction + KL objective (chapter 08)
+    contrastive.py     CLIP's symmetric InfoNCE with same-caption positives (chapter 10)
+    prior.py           DALL·E 2's diffusion prior (x_0-prediction) and the regression prior (chapter 10)
+    super_resolution.py  the upsampler's crops, noise-conditioning augmentation and loss (chapter 10)
     loop.py            fit: AdamW, schedule, clipping, NaN stop, EMA, progress, checkpoints, DDP
     ema.py, history.py, checkpoint.py, distributed.py   its parts
 """
@@ -24,15 +27,19 @@ from diffusion_lab.training.config import (
     one_cycle,
     warmup_stable_decay,
 )
+from diffusion_lab.training.contrastive import ContrastiveObjective, contrastive_loss, multi_positive_targets
 from diffusion_lab.training.diffusion import DiffusionObjective, diffusion_loss, draw_batch, loss_by_timestep
 from diffusion_lab.training.ema import EMA
 from diffusion_lab.training.flow import FlowMatchingObjective
 from diffusion_lab.training.history import LossHistory
 from diffusion_lab.training.loop import TrainingDiverged, TrainingInterrupted, fit
 from diffusion_lab.training.objective import Objective
+from diffusion_lab.training.prior import PriorObjective, RegressionPriorObjective, prior_loss
+from diffusion_lab.training.super_resolution import SuperResolutionObjective
 
 __all__ = [
+    "ContrastiveObjective", "contrastive_loss", "multi_positive_targets",
     "EMA", "LR_SCHEDULES", "AttributeObjective", "AutoencoderObjective", "autoencoder_loss", "ClassifierObjective", "DiffusionObjective", "FlowMatchingObjective", "LossHistory",
-    "NoisyClassifierObjective", "Objective", "TrainConfig", "TrainState", "TrainingDiverged", "TrainingInterrupted", "diffusion_loss",
-    "draw_batch", "fit", "learning_rate", "loss_by_timestep", "one_cycle", "warmup_stable_decay",
+    "NoisyClassifierObjective", "Objective", "PriorObjective", "RegressionPriorObjective", "prior_loss", "TrainConfig", "TrainState", "TrainingDiverged", "TrainingInterrupted", "diffusion_loss",
+    "SuperResolutionObjective", "draw_batch", "fit", "learning_rate", "loss_by_timestep", "one_cycle", "warmup_stable_decay",
 ]

@@ -66,8 +66,9 @@ def draw_batch(gen: torch.Generator, n_data: int, batch_size: int, sample_shape:
 class DiffusionObjective(Objective):
     """Train ``model(x_t, t[, cond])`` to predict the noise in x_t.
 
-    x0: the data (N, ...) on the CPU. cond: each sample's condition, (N,) int64 classes or (N, L) int64
-    prompt token ids, or None for an unconditional model. null_cond: what condition dropout swaps in,
+    x0: the data (N, ...) on the CPU. cond: each sample's condition, (N,) int64 classes, (N, L) int64
+    prompt token ids or (N, D) float embeddings (chapter 10's CLIP image embeddings), or None for an
+    unconditional model. null_cond: what condition dropout swaps in,
     one condition shaped like cond[0] (``model.null_condition(1)[0]``); needed when
     ``TrainConfig.cond_drop_prob`` > 0.
     """
@@ -80,12 +81,15 @@ class DiffusionObjective(Objective):
     def __post_init__(self) -> None:
         check_finite_data(check_float_tensor(self.x0, "x0"), "the training data x0")  # once, before training
         n = len(self.x0)
-        if self.cond is not None and (self.cond.ndim not in (1, 2) or self.cond.shape[0] != n
-                                      or self.cond.dtype != torch.long):
-            raise ValueError(f"cond must be int64 shaped ({n},) (classes) or ({n}, L) (token ids), "
-                             f"got {self.cond.dtype} {tuple(self.cond.shape)}")
+        if self.cond is not None and not (self.cond.shape[:1] == (n,) and (
+                (self.cond.dtype == torch.long and self.cond.ndim in (1, 2))
+                or (self.cond.is_floating_point() and self.cond.ndim == 2))):
+            raise ValueError(f"cond must be int64 shaped ({n},) (classes) or ({n}, L) (token ids), or floating "
+                             f"point ({n}, D) (embeddings), got {self.cond.dtype} {tuple(self.cond.shape)}")
+        if self.cond is not None and self.cond.is_floating_point():
+            check_finite_data(self.cond, "the conditions cond")
         if self.cond is not None and self.null_cond is not None:
-            self.null_cond = torch.as_tensor(self.null_cond, dtype=torch.long)
+            self.null_cond = torch.as_tensor(self.null_cond, dtype=self.cond.dtype).cpu()  # batches are drawn on the CPU
             if self.null_cond.shape != self.cond.shape[1:]:
                 raise ValueError(f"null_cond must have the shape of one condition, {tuple(self.cond.shape[1:])}, "
                                  f"got {tuple(self.null_cond.shape)}")
@@ -98,8 +102,9 @@ class DiffusionObjective(Objective):
 
     def draw(self, generator: torch.Generator, config: TrainConfig) -> Batch:
         if config.cond_drop_prob > 0 and (self.cond is None or self.null_cond is None):
-            raise ValueError("cond_drop_prob > 0 needs cond and null_cond: the conditions, and the class index "
-                             "or the empty prompt's token ids that mean 'no condition' (model.null_condition(1)[0])")
+            raise ValueError("cond_drop_prob > 0 needs cond and null_cond: the conditions, and the class index, "
+                             "the empty prompt's token ids or the null embedding that mean 'no condition' "
+                             "(model.null_condition(1)[0])")
         idx, t, eps, drop = draw_batch(generator, len(self.x0), config.batch_size, self.x0.shape[1:],
                                        self.schedule.T, config.cond_drop_prob)
         batch = {"x0": self.x0[idx], "t": t, "eps": eps}
