@@ -12,13 +12,13 @@ import torch.nn.functional as F
 from diffusion_lab.models.prior import DiffusionPrior, EmbeddingScale, PriorConfig
 from diffusion_lab.models.regression_prior import RegressionPrior, RegressionPriorConfig
 from diffusion_lab.notation import eps_to_x0
-from diffusion_lab.pretrained import load_pretrained, model_kinds, save_pretrained
 from diffusion_lab.pipelines.prior import (
     as_eps_model,
     predict_image_embeddings,
     sample_image_embeddings,
     sample_prior,
 )
+from diffusion_lab.pretrained import load_pretrained, model_kinds, save_pretrained
 from diffusion_lab.schedules import NoiseSchedule
 from diffusion_lab.training import PriorObjective, RegressionPriorObjective, TrainConfig, fit, prior_loss
 

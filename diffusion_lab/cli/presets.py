@@ -1,7 +1,8 @@
-"""Named training recipes: what `python -m diffusion_lab train --preset NAME` trains (chapters 04-09).
+"""Named training recipes: what `python -m diffusion_lab train --preset NAME` trains (chapters 04-10).
 
 Each preset fixes the model, the data, the noise schedule, the objective and the training settings,
-so that a shipped checkpoint can be remade by anyone with one command. ``tiny`` exists for tests.
+so that a shipped checkpoint can be remade by anyone with one command. ``tiny`` exists for tests. What each
+recipe's ``data`` name means, and the objective it trains towards: ``training_data.py``.
 
 The judges train with AdamW under the one-cycle schedule and no EMA or gradient clipping, the
 denoisers with a warm-up, EMA and clipping: these are the recipes the shipped checkpoints were made
@@ -12,59 +13,21 @@ with, and ``fit`` reproduces them exactly. The noise-aware classifier keeps a we
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any
 
-import torch
-
-from diffusion_lab.schedules import NoiseSchedule
-from diffusion_lab.training import (
-    AttributeObjective,
-    AutoencoderObjective,
-    ClassifierObjective,
-    ContrastiveObjective,
-    DiffusionObjective,
-    FlowMatchingObjective,
-    NoisyClassifierObjective,
-    Objective,
-    SuperResolutionObjective,
-    TrainConfig,
+from diffusion_lab.cli.recipe import Preset
+from diffusion_lab.cli.training_data import (  # noqa: F401 - re-exported: callers import them from here
+    PRIOR_COND_DROP,
+    SCENES_TRAIN_IMAGES,
+    SHAPES_TRAIN_IMAGES,
+    UPSAMPLER_MAX_AUG_LEVEL,
+    UPSAMPLER_PICTURES,
+    _training_scenes,
+    build_objective,
+    checkpoint_extra,
+    load_training_data,
+    noise_schedule,
 )
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A recipe. ``kind`` is a model kind of ``pretrained.model_kinds()``; ``data`` is "mnist", "shapes"
-    (the training split of the captioned shapes, chapter 06), "shapes_all" (every combination) or a
-    2-D toy's name.
-
-    Chapter 08: ``kl_weight`` weighs an autoencoder's KL term; a latent model names the ``autoencoder``
-    checkpoint whose scaled latents of ``data`` it learns (encoded once, before training). ``float16``
-    stores the published weights in half precision.
-
-    Chapter 09: a "flow_unet" learns flow matching's velocity (``FlowMatchingObjective``) instead of the noise,
-    and has no noise schedule (``schedule`` and ``T`` are not used).
-
-    Chapter 10: a "clip" trains on "scenes" (the training split of one- and two-shape scenes, ``data/scenes.py``)
-    or "scenes_tiny" (a few hundred of them, for tests) with the contrastive objective. An "upsampler" learns 2x
-    super-resolution on crops (the U-Net's ``image_size``) of "scenes64_tiny" (256 training scenes at 64x64,
-    pictures only), its low res noised up to ``UPSAMPLER_MAX_AUG_LEVEL``."""
-
-    name: str
-    kind: str
-    model_config: Any
-    train: TrainConfig
-    data: str
-    schedule: str = "cosine"
-    T: int = 1000
-    conditional: bool = False
-    description: str = ""
-    kl_weight: float = 0.0
-    autoencoder: str | None = None
-    float16: bool = False
-
-    def with_steps(self, steps: int) -> Preset:
-        return dataclasses.replace(self, train=dataclasses.replace(self.train, steps=steps))
+from diffusion_lab.training import TrainConfig
 
 
 def _presets() -> dict[str, Preset]:
@@ -74,8 +37,11 @@ def _presets() -> dict[str, Preset]:
     from diffusion_lab.judges.mnist_classifier import ClassifierConfig
     from diffusion_lab.models.autoencoder import AutoencoderConfig
     from diffusion_lab.models.clip import CLIPConfig
+    from diffusion_lab.models.embedding_unet import EmbeddingUNetConfig
     from diffusion_lab.models.mlp import MLPConfig
     from diffusion_lab.models.noisy_classifier import NoisyClassifierConfig
+    from diffusion_lab.models.prior import PriorConfig
+    from diffusion_lab.models.regression_prior import RegressionPriorConfig
     from diffusion_lab.models.text_unet import TextUNetConfig
     from diffusion_lab.models.unet import UNetConfig
     from diffusion_lab.models.upsampler import UpsamplerConfig
@@ -152,6 +118,29 @@ def _presets() -> dict[str, Preset]:
         Preset("tiny_flow", "flow_unet", UNetConfig.tiny(), TrainConfig(steps=20, batch_size=16, checkpoint_every=10,
                                                                         log_every=5), data="mnist", float16=True,
                description="a few seconds of flow matching, for tests"),
+        Preset("unclip_prior", "prior", PriorConfig(hidden_dim=128, num_blocks=4),
+               TrainConfig(steps=UNCLIP_PRIOR_STEPS, batch_size=256, lr=5e-4, cooldown_steps=UNCLIP_PRIOR_STEPS // 4,
+                           checkpoint_every=500, log_every=100),
+               data="scene_embeddings", clip="clip_scenes", float16=True,
+               description="DALL-E 2's diffusion prior: CLIP text embedding -> CLIP image embedding of 32x32 scenes, "
+                           "10 % of captions dropped for guidance (chapter 10)"),
+        Preset("unclip_regression_prior", "regression_prior", RegressionPriorConfig(hidden_dim=128, num_blocks=4),
+               TrainConfig(steps=UNCLIP_PRIOR_STEPS // 2, batch_size=256, lr=5e-4,
+                           cooldown_steps=UNCLIP_PRIOR_STEPS // 8, checkpoint_every=500, log_every=100),
+               data="scene_embeddings", clip="clip_scenes", float16=True,
+               description="the paper's baseline prior: one deterministic guess of the image embedding (chapter 10)"),
+        Preset("unclip_decoder", "embedding_unet", EmbeddingUNetConfig.scenes(),
+               TrainConfig(steps=UNCLIP_DECODER_STEPS, batch_size=64, lr=5e-4, cond_drop_prob=0.1,
+                           cooldown_steps=UNCLIP_DECODER_STEPS // 4, checkpoint_every=250, mixed_precision=True),
+               data="scenes", clip="clip_scenes", conditional=True, float16=True,
+               description="DALL-E 2's decoder: a 32x32 scene from a CLIP image embedding, 10 % of embeddings "
+                           "dropped for guidance (chapter 10)"),
+        Preset("upsampler", "upsampler", UpsamplerConfig.scenes(),
+               TrainConfig(steps=UPSAMPLER_STEPS, batch_size=32, lr=5e-4, cooldown_steps=UPSAMPLER_STEPS // 4,
+                           checkpoint_every=250, mixed_precision=True),
+               data="scenes_sr", float16=True,
+               description="2x diffusion super-resolution, fully convolutional, on 32x32 crops of scenes at two "
+                           "scales, with noise-conditioning augmentation: 32->64 (chapter 10), 64->128 (chapter 11)"),
         Preset("tiny_upsampler", "upsampler", UpsamplerConfig.tiny(),
                TrainConfig(steps=20, batch_size=16, checkpoint_every=10, log_every=5), data="scenes64_tiny",
                description="a few seconds of 2x super-resolution on 16x16 crops, for tests (chapter 10)"),
@@ -164,11 +153,11 @@ MNIST_LATENT_STEPS = 54_000
 SHAPES64_AUTOENCODER_STEPS = 3000
 KL_WEIGHT = 1e-2  # chapter 08: compact (KL per value 1.4 against 4.3 at 1e-4), robust, not blurrier: bench/results/autoencoder_kl.md
 SHAPES_SCORER_STEPS = 600
-SHAPES_TRAIN_IMAGES = 20_000  # about 90 pictures of each of the 220 training combinations
 CLIP_SCENES_STEPS = 2000  # batch 512 in bf16: 0.98 s/step measured at 1 thread on a busy 2-core machine (load 5),
 # so about 0.35-0.5 s/step on 2 quiet cores, 12-17 min (an estimate: the whole run was not timed)
-SCENES_TRAIN_IMAGES = {"scenes": 20_000, "scenes_tiny": 256}  # half of them of two shapes
-UPSAMPLER_MAX_AUG_LEVEL = 0.3  # s_max of noise-conditioning augmentation (chapter 10); not tuned yet
+UNCLIP_PRIOR_STEPS = 6000
+UNCLIP_DECODER_STEPS = 4000
+UPSAMPLER_STEPS = 3000
 
 
 def get_preset(name: str) -> Preset:
@@ -180,88 +169,3 @@ def get_preset(name: str) -> Preset:
 
 def preset_names() -> list[str]:
     return sorted(_presets())
-
-
-def load_training_data(preset: Preset) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The preset's x_0 samples (N, ...) and its labels: (N,) int64 classes for MNIST presets that use
-    them, (N, L) int64 caption token ids for "shapes" and the "scenes", (N, 4) attribute indices for "shapes_all"."""
-    from diffusion_lab.data import make_toy, mnist_tensors
-    from diffusion_lab.data.shapes import make_shapes
-    from diffusion_lab.latent import encode
-    from diffusion_lab.models.text import Tokenizer
-
-    if preset.data == "shapes":
-        shapes = make_shapes(SHAPES_TRAIN_IMAGES, size=preset.model_config.unet.image_size, seed=0, split="train")
-        text = preset.model_config.text
-        ids = Tokenizer(text.vocabulary, text.max_length).encode(shapes.captions)  # (N, L)
-        return shapes.images, ids
-    if preset.data == "scenes64_tiny":  # pictures only: an upsampler's high-res crops are cut from them
-        from diffusion_lab.data.scenes import make_scenes
-
-        return make_scenes(256, size=64, seed=0, split="train").images, None
-    if preset.data in SCENES_TRAIN_IMAGES:
-        from diffusion_lab.data.scenes import make_scenes
-
-        scenes = make_scenes(SCENES_TRAIN_IMAGES[preset.data], size=preset.model_config.image_size, seed=0,
-                             split="train")
-        text = preset.model_config.text
-        return scenes.images, Tokenizer(text.vocabulary, text.max_length).encode(scenes.captions)  # (N, L)
-    if preset.data == "shapes_all":
-        shapes = make_shapes(SHAPES_TRAIN_IMAGES, size=preset.model_config.image_size, seed=0, split="all")
-        return shapes.images, shapes.attribute_indices
-    if preset.data == "mnist":
-        images, labels = mnist_tensors("train")
-        if preset.autoencoder is not None:  # latent diffusion: the scaled latents, encoded once
-            images = encode(_load_autoencoder(preset), images)
-        return images, labels if preset.conditional or preset.kind in ("classifier", "noisy_classifier") else None
-    return make_toy(preset.data, 50_000, seed=0), None
-
-
-def _load_autoencoder(preset: Preset) -> torch.nn.Module:
-    from diffusion_lab.pretrained import load_pretrained
-
-    return load_pretrained(preset.autoencoder).model
-
-
-def checkpoint_extra(preset: Preset) -> dict:
-    """What a preset's checkpoint JSON records besides its config: for a latent model, the autoencoder whose
-    latents it learned and their scale s, which its pipeline checks before decoding anything."""
-    if preset.autoencoder is None:
-        return {}
-    from diffusion_lab.pretrained import read_manifest
-
-    autoencoder = _load_autoencoder(preset)
-    digest = read_manifest()[preset.autoencoder]["sha256"][f"{preset.autoencoder}.safetensors"]
-    return {"latent": {"autoencoder": preset.autoencoder, "latent_scale": float(autoencoder.latent_scale),
-                       "autoencoder_sha256": digest}}
-
-
-def noise_schedule(preset: Preset) -> NoiseSchedule | None:
-    """The noise schedule a preset's model works with; None for the noise-free judges and autoencoders, and for
-    a flow, whose time tau runs on no schedule."""
-    return None if preset.kind in ("classifier", "attribute_scorer", "autoencoder", "flow_unet", "clip") else (
-        NoiseSchedule.from_name(preset.schedule, preset.T))
-
-
-def build_objective(preset: Preset, model: torch.nn.Module) -> Objective:
-    """What ``fit`` trains the preset's model towards, on the preset's data."""
-    from diffusion_lab.judges.attribute_scorer import ATTRIBUTE_SIZES
-
-    data, labels = load_training_data(preset)
-    schedule = noise_schedule(preset)
-    if preset.kind == "classifier":
-        return ClassifierObjective(data, labels, num_classes=preset.model_config.num_classes)
-    if preset.kind == "noisy_classifier":
-        return NoisyClassifierObjective(data, labels, preset.model_config.num_classes, schedule)
-    if preset.kind == "attribute_scorer":
-        return AttributeObjective(data, labels, ATTRIBUTE_SIZES)
-    if preset.kind == "autoencoder":
-        return AutoencoderObjective(data, preset.model_config.latent_shape, preset.kl_weight)
-    if preset.kind == "flow_unet":
-        return FlowMatchingObjective(data)
-    if preset.kind == "upsampler":  # high-res crops as large as the U-Net's image_size
-        return SuperResolutionObjective(data, schedule, preset.model_config.unet.image_size, UPSAMPLER_MAX_AUG_LEVEL)
-    if preset.kind == "clip":
-        return ContrastiveObjective(data, labels)
-    null = model.null_condition(1)[0] if preset.conditional else None  # () the null class, (L,) the empty prompt
-    return DiffusionObjective(schedule, data, labels, null)

@@ -278,3 +278,23 @@ def make_scenes(n: int, *, size: int = 32, seed: int = 0, split: str = "train",
     twos = iter(balanced_choice(two_shape_combinations(split), n_two, rng_two) if n_two else [])
     drawn = [_draw_two(next(twos), size, rng_two) if two else _draw_one(next(ones), size, rng_one) for two in is_two]
     return _collect([picture for picture, _ in drawn], [scene for _, scene in drawn])
+
+
+def multiscale_pictures(n: int, *, size: int = 64, seed: int = 0, split: str = "train") -> torch.Tensor:
+    """``n`` scene pictures (n, 3, size, size) in [-1, 1] at two scales, for a 2x upsampler (chapter 10).
+
+    Half are whole scenes rendered at ``size``; the other half are random ``size`` x ``size`` windows of scenes
+    rendered at twice that size, where a shape spans twice as many pixels. An upsampler trained on crops of
+    both has seen edges and shapes as they look at 32 -> 64 and at 64 -> 128, so chapter 11 can reuse the
+    chapter-10 upsampler one octave higher.
+    """
+    check_int("n", n, low=2)
+    check_int("size", size, low=16)
+    check_int("seed", seed, low=0)
+    whole = make_scenes(n // 2, size=size, seed=seed, split=split).images  # (n/2, 3, size, size)
+    large = make_scenes(n - n // 2, size=2 * size, seed=seed + 1, split=split).images  # (n - n/2, 3, 2size, 2size)
+    rng = np.random.default_rng([seed, 3])
+    corners = rng.integers(0, size + 1, size=(len(large), 2))  # top, left of each window
+    windows = torch.stack([picture[:, top:top + size, left:left + size]
+                           for picture, (top, left) in zip(large, corners)])  # (n - n/2, 3, size, size)
+    return torch.cat([whole, windows]).contiguous()

@@ -6,10 +6,11 @@
     text_conditional.py   prompts with classifier-free guidance and negative prompts
     latent.py             latent diffusion: sample latents, decode them with the autoencoder (chapter 08)
     flow.py               a flow-matching model: it predicts a velocity, sampled by Euler or Heun (chapter 09)
+    unclip.py             UnCLIPPipeline: CLIP, prior, decoder and upsampler as one system, "unclip" (chapter 10)
     prior.py              sample_image_embeddings: DALL·E 2's prior, its x_0 read as eps by chapter 05's loop (chapter 10)
     super_resolution.py   upsample: a diffusion upsampler's 2x, with noise-conditioning augmentation (chapter 10)
     samplers.py           sampler name -> a plan: chapter 05's DDPM/DDIM, chapter 09's ODE, SDE and flow solvers
-    registry.py           model kind -> pipeline; load_pipeline(name)
+    registry.py           model kind -> pipeline, SYSTEMS of several checkpoints; load_pipeline(name)
     generate.py           generate(name, num, ...): the one-call API the CLI uses
 """
 

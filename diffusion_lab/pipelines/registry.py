@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -18,6 +19,7 @@ from diffusion_lab.pipelines.class_conditional import ClassConditionalPipeline
 from diffusion_lab.pipelines.flow import FlowImagePipeline
 from diffusion_lab.pipelines.latent import LatentImagePipeline
 from diffusion_lab.pipelines.text_conditional import TextConditionalPipeline
+from diffusion_lab.pipelines.unclip import UnCLIPPipeline
 from diffusion_lab.pipelines.unconditional import ImagePipeline, PointsPipeline
 from diffusion_lab.pretrained import Pretrained, load_pretrained
 
@@ -37,10 +39,16 @@ PIPELINES: dict[str, Callable[..., DiffusionPipeline]] = {
 }
 
 
+# Systems of several checkpoints, sampled by one name like any checkpoint (chapters 10-11).
+SYSTEMS: dict[str, Callable[..., Any]] = {"unclip": UnCLIPPipeline.from_pretrained}
+
+
 def load_pipeline(checkpoint: str | Pretrained, *, root: str | Path | None = None,
-                  device: torch.device | str | None = None) -> DiffusionPipeline:
-    """The pipeline for a checkpoint name in ``root`` (default data/checkpoints), or for a loaded checkpoint
-    (which is sampled where it lives). ``device`` defaults to ``pick_device()``."""
+                  device: torch.device | str | None = None) -> DiffusionPipeline | UnCLIPPipeline:
+    """The pipeline for a checkpoint name in ``root`` (default data/checkpoints), a system's name (``SYSTEMS``),
+    or a loaded checkpoint (which is sampled where it lives). ``device`` defaults to ``pick_device()``."""
+    if isinstance(checkpoint, str) and checkpoint in SYSTEMS:
+        return SYSTEMS[checkpoint](checkpoint, root=root, device=device)
     if isinstance(checkpoint, Pretrained):
         pre = checkpoint
     else:

@@ -1,0 +1,52 @@
+"""A training recipe, ``Preset``: model, data, schedule and settings under one name (chapters 04-10).
+
+``presets.py`` lists the course's recipes; ``training_data.py`` turns one into data and an objective.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from diffusion_lab.training import TrainConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A recipe. ``kind`` is a model kind of ``pretrained.model_kinds()``; ``data`` is "mnist", "shapes"
+    (the training split of the captioned shapes, chapter 06), "shapes_all" (every combination) or a
+    2-D toy's name.
+
+    Chapter 08: ``kl_weight`` weighs an autoencoder's KL term; a latent model names the ``autoencoder``
+    checkpoint whose scaled latents of ``data`` it learns (encoded once, before training). ``float16``
+    stores the published weights in half precision.
+
+    Chapter 09: a "flow_unet" learns flow matching's velocity (``FlowMatchingObjective``) instead of the noise,
+    and has no noise schedule (``schedule`` and ``T`` are not used).
+
+    Chapter 10: a "clip" trains on "scenes" (the training split of one- and two-shape scenes, ``data/scenes.py``)
+    or "scenes_tiny" (a few hundred of them, for tests) with the contrastive objective. An "upsampler" learns 2x
+    super-resolution on crops (the U-Net's ``image_size``) of "scenes_sr" (64x64 scene pictures at two scales,
+    ``data.scenes.multiscale_pictures``) or "scenes64_tiny" (256 training scenes at 64x64, pictures only), its low
+    res noised up to ``UPSAMPLER_MAX_AUG_LEVEL``. The later stages of DALL-E 2 learn from a CLIP: they name the
+    ``clip`` checkpoint whose embeddings of the scenes they learn (computed once, before training). With a clip,
+    "scenes" gives the pictures with their image embeddings as conditions (the decoder), and "scene_embeddings"
+    the image embeddings with the text embeddings of their captions as conditions (the priors)."""
+
+    name: str
+    kind: str
+    model_config: Any
+    train: TrainConfig
+    data: str
+    schedule: str = "cosine"
+    T: int = 1000
+    conditional: bool = False
+    description: str = ""
+    kl_weight: float = 0.0
+    autoencoder: str | None = None
+    float16: bool = False
+    clip: str | None = None
+
+    def with_steps(self, steps: int) -> Preset:
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, steps=steps))

@@ -1,0 +1,163 @@
+"""What each preset trains on, and towards what: its data, noise schedule and objective (chapters 04-10).
+
+``presets.py`` names the recipes; this module turns a recipe's ``data`` name into tensors (generated,
+loaded, or embedded once by a first-stage checkpoint: an autoencoder's latents, chapter 08; a CLIP's
+embeddings, chapter 10) and builds the objective ``fit`` trains towards.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+import torch
+
+from diffusion_lab.cli.recipe import Preset
+from diffusion_lab.schedules import NoiseSchedule
+from diffusion_lab.training import (
+    AttributeObjective,
+    AutoencoderObjective,
+    ClassifierObjective,
+    ContrastiveObjective,
+    DiffusionObjective,
+    FlowMatchingObjective,
+    NoisyClassifierObjective,
+    Objective,
+    PriorObjective,
+    RegressionPriorObjective,
+    SuperResolutionObjective,
+)
+
+if TYPE_CHECKING:
+    from diffusion_lab.data.scenes import SceneDataset
+
+SHAPES_TRAIN_IMAGES = 20_000  # about 90 pictures of each of the 220 training combinations
+SCENES_TRAIN_IMAGES = {"scenes": 20_000, "scenes_tiny": 256}  # half of them of two shapes
+UPSAMPLER_PICTURES = 10_000  # 64x64 pictures, half whole scenes, half windows of 128x128 scenes
+PRIOR_COND_DROP = 0.1  # the share of captions the prior sees as the null text embedding, for guidance
+UPSAMPLER_MAX_AUG_LEVEL = 0.3  # s_max of noise-conditioning augmentation (chapter 10); not tuned yet
+
+
+def load_training_data(preset: Preset) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The preset's x_0 samples (N, ...) and its labels: (N,) int64 classes for MNIST presets that use
+    them, (N, L) int64 caption token ids for "shapes" and the "scenes", (N, 4) attribute indices for "shapes_all"."""
+    from diffusion_lab.data import make_toy, mnist_tensors
+    from diffusion_lab.data.shapes import make_shapes
+    from diffusion_lab.latent import encode
+    from diffusion_lab.models.text import Tokenizer
+
+    if preset.data == "shapes":
+        shapes = make_shapes(SHAPES_TRAIN_IMAGES, size=preset.model_config.unet.image_size, seed=0, split="train")
+        text = preset.model_config.text
+        ids = Tokenizer(text.vocabulary, text.max_length).encode(shapes.captions)  # (N, L)
+        return shapes.images, ids
+    if preset.clip is not None:  # chapter 10's later stages: CLIP embeddings of the scenes, computed once
+        return _clip_data(preset)
+    if preset.data == "scenes_sr":
+        from diffusion_lab.data.scenes import multiscale_pictures
+
+        return multiscale_pictures(UPSAMPLER_PICTURES, size=64, seed=0, split="train"), None
+    if preset.data == "scenes64_tiny":  # pictures only: an upsampler's high-res crops are cut from them
+        from diffusion_lab.data.scenes import make_scenes
+
+        return make_scenes(256, size=64, seed=0, split="train").images, None
+    if preset.data in SCENES_TRAIN_IMAGES:
+        scenes = _training_scenes(SCENES_TRAIN_IMAGES[preset.data], preset.model_config.image_size)
+        text = preset.model_config.text
+        return scenes.images, Tokenizer(text.vocabulary, text.max_length).encode(scenes.captions)  # (N, L)
+    if preset.data == "shapes_all":
+        shapes = make_shapes(SHAPES_TRAIN_IMAGES, size=preset.model_config.image_size, seed=0, split="all")
+        return shapes.images, shapes.attribute_indices
+    if preset.data == "mnist":
+        images, labels = mnist_tensors("train")
+        if preset.autoencoder is not None:  # latent diffusion: the scaled latents, encoded once
+            images = encode(_load_autoencoder(preset), images)
+        return images, labels if preset.conditional or preset.kind in ("classifier", "noisy_classifier") else None
+    return make_toy(preset.data, 50_000, seed=0), None
+
+
+@functools.lru_cache(maxsize=2)
+def _training_scenes(n: int, size: int) -> SceneDataset:
+    """The training split's first ``n`` scenes at ``size`` (seed 0), made once per process: CLIP, the priors and
+    the decoder of chapter 10 all learn from the same pictures."""
+    from diffusion_lab.data.scenes import make_scenes
+
+    return make_scenes(n, size=size, seed=0, split="train")
+
+
+def _clip_data(preset: Preset) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pictures, image_emb) for data "scenes", (image_emb, text_emb) for "scene_embeddings": the training scenes
+    at the CLIP's picture size, embedded by the preset's ``clip`` checkpoint."""
+    from diffusion_lab.judges.clip_score import embed_captions, embed_images
+    from diffusion_lab.pretrained import load_pretrained
+
+    if preset.data not in ("scenes", "scene_embeddings"):
+        raise ValueError(f"preset {preset.name}: a model that learns from a CLIP trains on 'scenes' or "
+                         f"'scene_embeddings', not {preset.data!r}")
+    clip = load_pretrained(preset.clip).model
+    scenes = _training_scenes(SCENES_TRAIN_IMAGES["scenes"], clip.config.image_size)
+    image_emb = embed_images(clip, scenes.images)  # (N, D)
+    if preset.data == "scenes":
+        return scenes.images, image_emb
+    return image_emb, embed_captions(clip, scenes.captions)  # (N, D), (N, D)
+
+
+def _load_autoencoder(preset: Preset) -> torch.nn.Module:
+    from diffusion_lab.pretrained import load_pretrained
+
+    return load_pretrained(preset.autoencoder).model
+
+
+def checkpoint_extra(preset: Preset) -> dict:
+    """What a preset's checkpoint JSON records besides its config: for a latent model, the autoencoder whose
+    latents it learned and their scale s, which its pipeline checks before decoding anything; for a model that
+    learned from a CLIP's embeddings, that CLIP and its weights' SHA-256, so the DALL-E 2 pipeline can refuse
+    stages trained on different CLIPs."""
+    from diffusion_lab.pretrained import read_manifest
+
+    if preset.clip is not None:
+        return {"clip": {"name": preset.clip,
+                         "sha256": read_manifest()[preset.clip]["sha256"][f"{preset.clip}.safetensors"]}}
+    if preset.autoencoder is None:
+        return {}
+
+    autoencoder = _load_autoencoder(preset)
+    digest = read_manifest()[preset.autoencoder]["sha256"][f"{preset.autoencoder}.safetensors"]
+    return {"latent": {"autoencoder": preset.autoencoder, "latent_scale": float(autoencoder.latent_scale),
+                       "autoencoder_sha256": digest}}
+
+
+def noise_schedule(preset: Preset) -> NoiseSchedule | None:
+    """The noise schedule a preset's model works with; None for the noise-free judges and autoencoders, and for
+    a flow, whose time tau runs on no schedule."""
+    return None if preset.kind in ("classifier", "attribute_scorer", "autoencoder", "flow_unet", "clip",
+                                       "regression_prior") else (
+        NoiseSchedule.from_name(preset.schedule, preset.T))
+
+
+def build_objective(preset: Preset, model: torch.nn.Module) -> Objective:
+    """What ``fit`` trains the preset's model towards, on the preset's data."""
+    from diffusion_lab.judges.attribute_scorer import ATTRIBUTE_SIZES
+
+    data, labels = load_training_data(preset)
+    schedule = noise_schedule(preset)
+    if preset.kind == "classifier":
+        return ClassifierObjective(data, labels, num_classes=preset.model_config.num_classes)
+    if preset.kind == "noisy_classifier":
+        return NoisyClassifierObjective(data, labels, preset.model_config.num_classes, schedule)
+    if preset.kind == "attribute_scorer":
+        return AttributeObjective(data, labels, ATTRIBUTE_SIZES)
+    if preset.kind == "autoencoder":
+        return AutoencoderObjective(data, preset.model_config.latent_shape, preset.kl_weight)
+    if preset.kind == "flow_unet":
+        return FlowMatchingObjective(data)
+    if preset.kind == "upsampler":  # high-res crops as large as the U-Net's image_size
+        return SuperResolutionObjective(data, schedule, preset.model_config.unet.image_size, UPSAMPLER_MAX_AUG_LEVEL)
+    if preset.kind == "clip":
+        return ContrastiveObjective(data, labels)
+    if preset.kind == "prior":
+        return PriorObjective(labels, data, schedule, cond_drop_prob=PRIOR_COND_DROP)
+    if preset.kind == "regression_prior":
+        return RegressionPriorObjective(labels, data)
+    null = model.null_condition(1)[0] if preset.conditional else None  # () the null class, (L,) the empty prompt
+    return DiffusionObjective(schedule, data, labels, null)
