@@ -109,7 +109,7 @@ def _presets() -> dict[str, Preset]:
                TrainConfig(steps=CLIP_SCENES_STEPS, batch_size=512, lr=1e-3, warmup_steps=100,
                            cooldown_steps=CLIP_SCENES_STEPS // 4, weight_decay=0.01, ema_decay=0.0,
                            checkpoint_every=100, log_every=10, mixed_precision=True),
-               data="scenes", description="a small CLIP for 32x32 scenes of one or two shapes: contrastive, "
+               data="scenes", float16=True, description="a small CLIP for 32x32 scenes of one or two shapes: contrastive, "
                                           "same-caption positives (chapter 10)"),
         Preset("tiny_clip", "clip", CLIPConfig.tiny(scene_vocabulary()),
                TrainConfig(steps=20, batch_size=32, lr=1e-3, warmup_steps=5, ema_decay=0.0, checkpoint_every=10,
