@@ -40,6 +40,7 @@ def model_kinds() -> dict[str, tuple[type[nn.Module], type]]:
     """kind -> (model class, config dataclass). Imported here to keep this module light to import."""
     from diffusion_lab.judges.attribute_scorer import AttributeScorer, AttributeScorerConfig
     from diffusion_lab.judges.mnist_classifier import ClassifierConfig, MNISTClassifier
+    from diffusion_lab.judges.scene_scorer import SceneScorer
     from diffusion_lab.models.autoencoder import Autoencoder, AutoencoderConfig
     from diffusion_lab.models.clip import CLIP, CLIPConfig
     from diffusion_lab.models.embedding_unet import EmbeddingUNet, EmbeddingUNetConfig
@@ -55,6 +56,7 @@ def model_kinds() -> dict[str, tuple[type[nn.Module], type]]:
             "classifier": (MNISTClassifier, ClassifierConfig),
             "noisy_classifier": (NoisyClassifier, NoisyClassifierConfig),
             "attribute_scorer": (AttributeScorer, AttributeScorerConfig),
+            "scene_scorer": (SceneScorer, AttributeScorerConfig),
             "autoencoder": (Autoencoder, AutoencoderConfig), "latent_unet": (UNet, UNetConfig),
             "flow_unet": (UNet, UNetConfig), "clip": (CLIP, CLIPConfig),
             "embedding_unet": (EmbeddingUNet, EmbeddingUNetConfig), "upsampler": (Upsampler, UpsamplerConfig),

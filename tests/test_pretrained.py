@@ -219,6 +219,7 @@ def test_save_rejects_unknown_kind_and_defaults(tmp_path):
     with pytest.raises(ValueError, match="unknown model kind 'gan'"):
         save_pretrained("x", model, model.config, kind="gan", schedule=None, made_by={}, root=tmp_path)
     assert set(model_kinds()) == {"unet", "mlp", "classifier", "text_unet", "noisy_classifier", "attribute_scorer",
+                                  "scene_scorer",
                                   "autoencoder", "latent_unet", "flow_unet", "embedding_unet", "upsampler",
                                   "prior", "regression_prior", "clip"}
     assert checkpoints_dir(tmp_path) == tmp_path

@@ -84,6 +84,10 @@ def _presets() -> dict[str, Preset]:
         Preset("shapes_scorer", "attribute_scorer", AttributeScorerConfig(), judge(SHAPES_SCORER_STEPS, 2e-3),
                data="shapes_all",
                description="reads shape, colour, size and position back from a picture (chapters 06-07)"),
+        Preset("scenes_scorer", "scene_scorer", AttributeScorerConfig(), judge(SCENES_SCORER_STEPS, 2e-3),
+               data="scene_pairs_all", float16=True,
+               description="reads a two-shape scene in canonical form (axis, left/top object, other object), the "
+                           "judge of attribute binding (chapters 10-11)"),
         Preset("mnist_autoencoder", "autoencoder", AutoencoderConfig.mnist(),
                first_stage(MNIST_AUTOENCODER_STEPS, batch_size=64),
                data="mnist", kl_weight=KL_WEIGHT, float16=True,
@@ -153,6 +157,7 @@ MNIST_LATENT_STEPS = 54_000
 SHAPES64_AUTOENCODER_STEPS = 3000
 KL_WEIGHT = 1e-2  # chapter 08: compact (KL per value 1.4 against 4.3 at 1e-4), robust, not blurrier: bench/results/autoencoder_kl.md
 SHAPES_SCORER_STEPS = 600
+SCENES_SCORER_STEPS = 1000
 CLIP_SCENES_STEPS = 2000  # batch 512 in bf16: 0.98 s/step measured at 1 thread on a busy 2-core machine (load 5),
 # so about 0.35-0.5 s/step on 2 quiet cores, 12-17 min (an estimate: the whole run was not timed)
 UNCLIP_PRIOR_STEPS = 6000

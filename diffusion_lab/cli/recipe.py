@@ -15,8 +15,9 @@ from diffusion_lab.training import TrainConfig
 @dataclass(frozen=True)
 class Preset:
     """A recipe. ``kind`` is a model kind of ``pretrained.model_kinds()``; ``data`` is "mnist", "shapes"
-    (the training split of the captioned shapes, chapter 06), "shapes_all" (every combination) or a
-    2-D toy's name.
+    (the training split of the captioned shapes, chapter 06), "shapes_all" (every combination),
+    "scene_pairs_all" (two-shape scenes of every pair with their canonical readings, for the "scene_scorer" of
+    chapters 10-11) or a 2-D toy's name.
 
     Chapter 08: ``kl_weight`` weighs an autoencoder's KL term; a latent model names the ``autoencoder``
     checkpoint whose scaled latents of ``data`` it learns (encoded once, before training). ``float16``

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 SHAPES_TRAIN_IMAGES = 20_000  # about 90 pictures of each of the 220 training combinations
 SCENES_TRAIN_IMAGES = {"scenes": 20_000, "scenes_tiny": 256}  # half of them of two shapes
+SCENE_PAIRS_IMAGES = 20_000  # two-shape scenes of every pair for the scene scorer: about 8 per (pair, relation)
 UPSAMPLER_PICTURES = 10_000  # 64x64 pictures, half whole scenes, half windows of 128x128 scenes
 PRIOR_COND_DROP = 0.1  # the share of captions the prior sees as the null text embedding, for guidance
 UPSAMPLER_MAX_AUG_LEVEL = 0.3  # s_max of noise-conditioning augmentation (chapter 10); not tuned yet
@@ -40,7 +41,8 @@ UPSAMPLER_MAX_AUG_LEVEL = 0.3  # s_max of noise-conditioning augmentation (chapt
 
 def load_training_data(preset: Preset) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The preset's x_0 samples (N, ...) and its labels: (N,) int64 classes for MNIST presets that use
-    them, (N, L) int64 caption token ids for "shapes" and the "scenes", (N, 4) attribute indices for "shapes_all"."""
+    them, (N, L) int64 caption token ids for "shapes" and the "scenes", (N, 4) attribute indices for "shapes_all",
+    (N, 5) canonical readings (``judges.scene_scorer``) for "scene_pairs_all"."""
     from diffusion_lab.data import make_toy, mnist_tensors
     from diffusion_lab.data.shapes import make_shapes
     from diffusion_lab.latent import encode
@@ -65,6 +67,13 @@ def load_training_data(preset: Preset) -> tuple[torch.Tensor, torch.Tensor | Non
         scenes = _training_scenes(SCENES_TRAIN_IMAGES[preset.data], preset.model_config.image_size)
         text = preset.model_config.text
         return scenes.images, Tokenizer(text.vocabulary, text.max_length).encode(scenes.captions)  # (N, L)
+    if preset.data == "scene_pairs_all":  # the scene scorer's canonical readings (N, 5), chapters 10-11
+        from diffusion_lab.data.scenes import make_scenes
+        from diffusion_lab.judges.scene_scorer import canonical_indices
+
+        scenes = make_scenes(SCENE_PAIRS_IMAGES, size=preset.model_config.image_size, seed=0, split="all",
+                             two_shape_fraction=1.0)
+        return scenes.images, canonical_indices(scenes.scenes)
     if preset.data == "shapes_all":
         shapes = make_shapes(SHAPES_TRAIN_IMAGES, size=preset.model_config.image_size, seed=0, split="all")
         return shapes.images, shapes.attribute_indices
@@ -130,8 +139,8 @@ def checkpoint_extra(preset: Preset) -> dict:
 def noise_schedule(preset: Preset) -> NoiseSchedule | None:
     """The noise schedule a preset's model works with; None for the noise-free judges and autoencoders, and for
     a flow, whose time tau runs on no schedule."""
-    return None if preset.kind in ("classifier", "attribute_scorer", "autoencoder", "flow_unet", "clip",
-                                       "regression_prior") else (
+    return None if preset.kind in ("classifier", "attribute_scorer", "scene_scorer", "autoencoder", "flow_unet",
+                                       "clip", "regression_prior") else (
         NoiseSchedule.from_name(preset.schedule, preset.T))
 
 
@@ -147,6 +156,10 @@ def build_objective(preset: Preset, model: torch.nn.Module) -> Objective:
         return NoisyClassifierObjective(data, labels, preset.model_config.num_classes, schedule)
     if preset.kind == "attribute_scorer":
         return AttributeObjective(data, labels, ATTRIBUTE_SIZES)
+    if preset.kind == "scene_scorer":  # the same objective with the five heads of a canonical reading
+        from diffusion_lab.judges.scene_scorer import READING_SIZES
+
+        return AttributeObjective(data, labels, READING_SIZES)
     if preset.kind == "autoencoder":
         return AutoencoderObjective(data, preset.model_config.latent_shape, preset.kl_weight)
     if preset.kind == "flow_unet":
