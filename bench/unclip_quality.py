@@ -11,7 +11,8 @@ pairs separately), each drawn at 64x64 by the whole cascade with the decoder fed
   (d) "true":        the CLIP image embedding of a real picture of the caption (the upper bound).
 Fidelity: the share the shipped ``shapes_scorer`` reads back with all four attributes right (the pictures shrunk
 to its 32x32); CLIP score: cosine of the picture's and the caption's CLIP embeddings; diversity: the mean RMS pixel
-distance between 8 pictures of one prompt (10 prompts). The bar (issue 16): (c) all four right >= 90 % on the
+distance between 8 pictures of one prompt (10 prompts). Binding: two-shape prompts read back by the shipped
+``scenes_scorer`` (both objects and the relation right). The bar (issue 16): (c) all four right >= 90 % on the
 training pairs, and (c) more diverse than (b) at no worse fidelity. The prior's own guidance is swept with (c).
 The decoder's guidance scale is --guidance (3 by default), the decoder samples DDIM --steps 50, the prior DDIM 25.
 
@@ -34,14 +35,33 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from diffusion_lab.data.scenes import make_scenes
 from diffusion_lab.data.shapes import combinations, render
-from diffusion_lab.judges.clip_score import clip_score
+from diffusion_lab.judges.binding import binding_accuracy
 from diffusion_lab.judges.metrics import attribute_accuracy, diversity
 from diffusion_lab.pipelines.unclip import UnCLIPPipeline
 from diffusion_lab.pretrained import load_pretrained
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = ("text", "regression", "diffusion", "true")
+
+
+def binding(pipe: UnCLIPPipeline, args: argparse.Namespace) -> dict:
+    """Two-shape prompts: the share of pictures the ``scenes_scorer`` reads with both objects and the relation
+    right, for each way of feeding the decoder; "true" embeds the generator's own picture of the caption."""
+    scorer = load_pretrained("scenes_scorer", device="cpu").model
+    record = {}
+    for split, n in (("train", args.two_shape_prompts), ("held_out", args.two_shape_prompts // 2)):
+        scenes = make_scenes(n, size=32, seed=7, split=split, two_shape_fraction=1.0)
+        for variant in VARIANTS:
+            generator = torch.Generator().manual_seed(args.seed)
+            image_emb = pipe.encode_image(scenes.images) if variant == "true" else pipe.prior_embeddings(
+                pipe.encode_prompt(scenes.captions), prior=variant, generator=generator)
+            pictures = pipe.generate_from_embeddings(image_emb, steps=args.steps, guidance_scale=args.guidance,
+                                                     generator=generator)
+            record[f"{split}/{variant}"] = {**binding_accuracy(scorer, pictures, scenes.captions), "n": n}
+            print("binding", split, variant, round(record[f"{split}/{variant}"]["all"], 3), flush=True)
+    return record
 
 
 def real_pictures(attributes: list, size: int = 32) -> torch.Tensor:
@@ -67,7 +87,7 @@ def score(pipe: UnCLIPPipeline, scorer: torch.nn.Module, pictures: torch.Tensor,
     small = F.interpolate(pictures, size=(32, 32), mode="area")  # (N, 3, 32, 32): what the scorer and CLIP read
     wanted = torch.tensor([a.indices() for a in attributes])
     return {**attribute_accuracy(scorer, small, wanted),
-            "clip_score": float(clip_score(pipe.clip, small, captions).mean())}
+            "clip_score": float((pipe.encode_image(pictures) * pipe.encode_prompt(captions)).sum(dim=1).mean())}
 
 
 def quality(pipe: UnCLIPPipeline, args: argparse.Namespace) -> dict:
@@ -124,10 +144,13 @@ def main() -> None:
     parser.add_argument("--prior-scales", type=float, nargs="+", default=[1.0, 2.0, 4.0])
     parser.add_argument("--steps", type=int, default=50, help="the decoder's DDIM steps")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--two-shape-prompts", type=int, default=200, help="two-shape prompts of training pairs "
+                        "(half as many of held-out pairs) for the binding measurement")
     parser.add_argument("--timing-only", action="store_true")
     parser.add_argument("--note", default="", help="what else ran on the machine, for the results file")
+    parser.add_argument("--checkpoints", default=None, help="where the unclip stages are (default data/checkpoints)")
     args = parser.parse_args()
-    pipe = UnCLIPPipeline.from_pretrained("unclip", device="cpu")
+    pipe = UnCLIPPipeline.from_pretrained("unclip", root=args.checkpoints, device="cpu")
     head = {"date": dt.date.today().isoformat(), "torch": torch.__version__, "machine": platform.machine(),
             "threads": torch.get_num_threads(), "note": args.note, **{k: v for k, v in vars(args).items()}}
     RESULTS.mkdir(exist_ok=True)
@@ -144,7 +167,7 @@ def main() -> None:
         (RESULTS / "unclip_timing.md").write_text("\n".join(lines) + "\n")
         print("\n".join(lines))
         return
-    record = {**head, "results": quality(pipe, args)}
+    record = {**head, "results": quality(pipe, args), "binding": binding(pipe, args)}
     r = record["results"]
     table = ["| prompts | decoder fed | prior w | all four right | shape | colour | size | position | CLIP score | "
              "diversity (RMS pixels) |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -166,6 +189,10 @@ def main() -> None:
              f"Diffusion prior more diverse than the regression prior at no worse fidelity: "
              f"**{'yes' if more_diverse else 'no'}** ({diffusion['diversity']:.3f} vs {regression['diversity']:.3f}; "
              f"{diffusion['all']:.1%} vs {regression['all']:.1%})."]
+    lines += ["", "Binding on two-shape prompts (``scenes_scorer``: both objects' shape and colour and the relation "
+              "right), one picture per prompt:", "", "| prompts | decoder fed | all right | n |", "|---|---|---|---|",
+              *[f"| {'training pairs' if k.startswith('train') else 'held-out pairs'} | {k.split('/')[1]} | "
+                f"{v['all']:.1%} | {v['n']} |" for k, v in record["binding"].items()]]
     (RESULTS / "unclip_quality.json").write_text(json.dumps(record, indent=2) + "\n")
     (RESULTS / "unclip_quality.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
