@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from diffusion_lab.exercises import (
+    clip,
     conditioning,
     flows,
     foundations,
@@ -24,6 +25,12 @@ from diffusion_lab.exercises import (
     scores,
     training,
     unet,
+)
+from diffusion_lab.exercises.clip import (  # chapter 10
+    check_clip_loss,
+    check_low_res_condition,
+    check_prior_loss,
+    check_text_diff,
 )
 from diffusion_lab.exercises.conditioning import (  # chapter 06
     check_cross_attention,
@@ -69,7 +76,7 @@ from diffusion_lab.exercises.unet import (  # chapter 03
 # one module per part of the course; each defines its own CHECKS, keyed by exercise number
 CHECKS: dict[str, Callable[[Callable[..., Any]], None]] = {**foundations.CHECKS, **unet.CHECKS, **training.CHECKS, **sampling.CHECKS, **conditioning.CHECKS,
                                                           **guidance.CHECKS, **latent.CHECKS, **scores.CHECKS,
-                                                          **flows.CHECKS}
+                                                          **flows.CHECKS, **clip.CHECKS}
 
 __all__ = [
     "CHECKS",
@@ -109,4 +116,8 @@ __all__ = [
     "check_heun_step",
     "check_flow_interpolate",
     "check_flow_target",
+    "check_clip_loss",
+    "check_prior_loss",
+    "check_text_diff",
+    "check_low_res_condition",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from exercise_cases import (
+    clip,
     conditioning,
     flows,
     foundations,
@@ -16,4 +17,5 @@ from exercise_cases import (
 from exercise_cases.cases import Cases
 
 CASES: dict[str, Cases] = {**foundations.CASES, **unet.CASES, **training.CASES, **sampling.CASES, **conditioning.CASES,
-                          **guidance.CASES, **latent.CASES, **scores.CASES, **flows.CASES}
+                          **guidance.CASES, **latent.CASES, **scores.CASES, **flows.CASES,
+                          **clip.CASES}
