@@ -60,7 +60,8 @@ def model_kinds() -> dict[str, tuple[type[nn.Module], type]]:
             "autoencoder": (Autoencoder, AutoencoderConfig), "latent_unet": (UNet, UNetConfig),
             "flow_unet": (UNet, UNetConfig), "clip": (CLIP, CLIPConfig),
             "embedding_unet": (EmbeddingUNet, EmbeddingUNetConfig), "upsampler": (Upsampler, UpsamplerConfig),
-            "prior": (DiffusionPrior, PriorConfig), "regression_prior": (RegressionPrior, RegressionPriorConfig)}
+            "prior": (DiffusionPrior, PriorConfig), "regression_prior": (RegressionPrior, RegressionPriorConfig),
+            "latent_text_unet": (TextUNet, TextUNetConfig)}
 
 
 def checkpoints_dir(root: str | Path | None = None) -> Path:

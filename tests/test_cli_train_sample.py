@@ -207,7 +207,7 @@ def test_presets_are_consistent():
         assert preset.name == name and preset.kind in model_kinds()
         assert isinstance(preset.model_config, model_kinds()[preset.kind][1])
         conditional_unet = getattr(preset.model_config, "num_classes", None) is not None and preset.kind == "unet"
-        assert preset.conditional == (conditional_unet or preset.kind in ("text_unet", "embedding_unet"))
+        assert preset.conditional == (conditional_unet or preset.kind in ("text_unet", "embedding_unet", "latent_text_unet"))
         assert preset.with_steps(7).train.steps == 7 and preset.with_steps(7).train.lr == preset.train.lr
     tiny = get_preset("tiny")
     assert tiny.train.checkpoint_every == 10 and tiny.data == "mnist"

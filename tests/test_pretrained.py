@@ -221,7 +221,7 @@ def test_save_rejects_unknown_kind_and_defaults(tmp_path):
     assert set(model_kinds()) == {"unet", "mlp", "classifier", "text_unet", "noisy_classifier", "attribute_scorer",
                                   "scene_scorer",
                                   "autoencoder", "latent_unet", "flow_unet", "embedding_unet", "upsampler",
-                                  "prior", "regression_prior", "clip"}
+                                  "prior", "regression_prior", "clip", "latent_text_unet"}
     assert checkpoints_dir(tmp_path) == tmp_path
     assert checkpoints_dir().parts[-2:] == ("data", "checkpoints")
 

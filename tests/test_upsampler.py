@@ -287,9 +287,16 @@ def test_upsample_shape_range_determinism_and_fidelity(trained):
     assert torch.equal(a, b) and not torch.equal(a, c)
     # after 120 steps of training the sample agrees with its low res clearly better than with another picture's
     # (0.27 against 0.46 mean absolute difference when written); an upsampler that ignored it would score ~1:1
-    assert (downsample(a) - low_res).abs().mean() < 0.75 * (downsample(a) - low_res.roll(1, 0)).abs().mean()
+    # (sampled from noise, strength 1, so that only the model can bring the low res in)
+    fresh = run(0, strength=1.0)
+    assert (downsample(fresh) - low_res).abs().mean() < 0.75 * (downsample(fresh) - low_res.roll(1, 0)).abs().mean()
     assert run(0, sampler="ddpm", steps=3).shape == (4, 3, 16, 16)
-    assert run(0, sampler="euler", steps=3).shape == (4, 3, 16, 16)
+    assert run(0, sampler="euler", steps=3, strength=1.0).shape == (4, 3, 16, 16)
+    with pytest.raises(ValueError, match="strength < 1 starts part-way through DDPM or DDIM"):
+        run(0, sampler="euler", steps=3)
+    torch.testing.assert_close(run(0, strength=0.0), enlarge(low_res).clamp(-1, 1))  # no step: the enlargement
+    with pytest.raises(ValueError, match="strength must be a number from 0"):
+        run(0, strength=1.5)
     model.train()
     run(0, steps=2)
     assert model.training  # the mode it had is restored

@@ -2,6 +2,7 @@
 
     main.py           the argument parser; bad input is one clear line, never a traceback
     commands.py       what train and sample do
+    imagine_commands.py  imagine, upscale, vary: the /imagine loop (chapter 11)
     presets.py        the named training recipes behind every shipped checkpoint
     recipe.py         Preset: one recipe (model, data, schedule, settings)
     training_data.py  a recipe's data (generated, or embedded once by an autoencoder or a CLIP) and objective

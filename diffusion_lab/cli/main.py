@@ -8,6 +8,10 @@
         [--prompt TEXT] [--negative-prompt TEXT] [--guidance-scale W] [--classifier-scale S] [--batch-size B]
         (without --sampler: the model's default, ddim for a noise predictor, euler for a flow such as
         mnist_flow, which takes --sampler euler or heun only)
+    python -m diffusion_lab imagine "PROMPT --no W --seed S --chaos C --steps K --cfg W" --out JOB.npz
+    python -m diffusion_lab upscale JOB.npz I --out UP.npz
+    python -m diffusion_lab vary JOB.npz I [--subtle|--strong] [--seed S] --out V.npz
+        (chapter 11's /imagine loop; pictures count 1-4; --checkpoint-dir reads the checkpoints elsewhere)
 """
 
 from __future__ import annotations
@@ -149,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="on a GPU: no TF32, deterministic kernels, so the same seed gives the same samples bit "
                         "for bit (slower); the CPU is always so")
     p.set_defaults(func=_sample)
+
+    from diffusion_lab.cli.imagine_commands import add_imagine_commands
+
+    add_imagine_commands(sub)  # chapter 11: imagine, upscale, vary
     return parser
 
 

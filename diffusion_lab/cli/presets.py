@@ -42,6 +42,7 @@ def _presets() -> dict[str, Preset]:
     from diffusion_lab.models.noisy_classifier import NoisyClassifierConfig
     from diffusion_lab.models.prior import PriorConfig
     from diffusion_lab.models.regression_prior import RegressionPriorConfig
+    from diffusion_lab.models.text import TextEncoderConfig
     from diffusion_lab.models.text_unet import TextUNetConfig
     from diffusion_lab.models.unet import UNetConfig
     from diffusion_lab.models.upsampler import UpsamplerConfig
@@ -148,6 +149,31 @@ def _presets() -> dict[str, Preset]:
         Preset("tiny_upsampler", "upsampler", UpsamplerConfig.tiny(),
                TrainConfig(steps=20, batch_size=16, checkpoint_every=10, log_every=5), data="scenes64_tiny",
                description="a few seconds of 2x super-resolution on 16x16 crops, for tests (chapter 10)"),
+        Preset("scenes64_autoencoder", "autoencoder", AutoencoderConfig.shapes64(),
+               first_stage(SHAPES64_AUTOENCODER_STEPS, batch_size=32),
+               data="scenes", kl_weight=KL_WEIGHT, float16=True,
+               description="64x64 scenes of one or two shapes -> 4x16x16 latents and back: shapes64_autoencoder's "
+                           "design and recipe on the training scenes, tiny_sd's first stage (chapter 11)"),
+        Preset("tiny_sd", "latent_text_unet",
+               # the chapter-06 text U-Net over 4x16x16 latents: channels (32, 64, 128) at 16, 8 and 4, cross-attention
+               # at 16 and 8 (256 and 64 queries against 12 tokens), 2.1 M parameters
+               TextUNetConfig(dataclasses.replace(UNetConfig.shapes_text(context_dim=64), in_channels=4, out_channels=4,
+                                                  image_size=16, channel_mults=(1, 2, 4)),
+                              TextEncoderConfig(scene_vocabulary(), width=64)),
+               TrainConfig(steps=TINY_SD_STEPS, batch_size=64, lr=5e-4, cond_drop_prob=0.1,
+                           cooldown_steps=TINY_SD_STEPS // 4, checkpoint_every=250, mixed_precision=True),
+               data="scenes", autoencoder="scenes64_autoencoder", conditional=True, float16=True,
+               description="a mini Stable Diffusion: text encoder + latent U-Net with cross-attention on "
+                           "scenes64_autoencoder's latents of 20,000 scenes, 10 % of captions dropped for CFG, EMA "
+                           "(chapter 11)"),
+        Preset("tiny_latent_text", "latent_text_unet",
+               TextUNetConfig(UNetConfig(in_channels=4, out_channels=4, image_size=16, base_channels=16,
+                                         channel_mults=(1, 2), num_groups=4, num_heads=2, mid_attention=False,
+                                         cross_attention_resolutions=(8,), context_dim=32),
+                              TextEncoderConfig(scene_vocabulary(), width=32, depth=1, num_heads=2)),
+               TrainConfig(steps=20, batch_size=16, cond_drop_prob=0.1, checkpoint_every=10, log_every=5),
+               data="scenes_tiny", autoencoder="scenes64_autoencoder", conditional=True,
+               description="a few seconds of tiny_sd's recipe on 256 scenes' latents, for tests (chapter 11)"),
     ]}
 
 
@@ -163,6 +189,9 @@ CLIP_SCENES_STEPS = 2000  # batch 512 in bf16: 0.98 s/step measured at 1 thread 
 UNCLIP_PRIOR_STEPS = 6000
 UNCLIP_DECODER_STEPS = 4000
 UPSAMPLER_STEPS = 3000
+TINY_SD_STEPS = 20_000  # batch 64 through fit at 1 thread on the busy 2-core machine (load 3): 0.35 s/step with
+# bf16 autocast, 0.37-0.49 s/step in float32 (interleaved runs of 65 steps), so bf16 pays ~10 % here; 20,000 steps
+# ~ 2 h, plus a few minutes to draw and encode the 20,000 scenes (an estimate: the whole run was not timed)
 
 
 def get_preset(name: str) -> Preset:

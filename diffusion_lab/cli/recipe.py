@@ -33,7 +33,11 @@ class Preset:
     res noised up to ``UPSAMPLER_MAX_AUG_LEVEL``. The later stages of DALL-E 2 learn from a CLIP: they name the
     ``clip`` checkpoint whose embeddings of the scenes they learn (computed once, before training). With a clip,
     "scenes" gives the pictures with their image embeddings as conditions (the decoder), and "scene_embeddings"
-    the image embeddings with the text embeddings of their captions as conditions (the priors)."""
+    the image embeddings with the text embeddings of their captions as conditions (the priors).
+
+    Chapter 11: an "autoencoder" on "scenes" learns the training scenes' pictures at its ``image_size``; a
+    "latent_text_unet" names the ``autoencoder`` whose scaled latents of "scenes" (or "scenes_tiny") it learns,
+    with their captions' token ids as conditions (encoded once, before training)."""
 
     name: str
     kind: str

@@ -63,6 +63,13 @@ def load_training_data(preset: Preset) -> tuple[torch.Tensor, torch.Tensor | Non
         from diffusion_lab.data.scenes import make_scenes
 
         return make_scenes(256, size=64, seed=0, split="train").images, None
+    if preset.data in SCENES_TRAIN_IMAGES and preset.autoencoder is not None:  # chapter 11: latents, encoded once
+        latents, captions = _scene_latents(preset.autoencoder, SCENES_TRAIN_IMAGES[preset.data],
+                                           _digest(preset.autoencoder))
+        text = preset.model_config.text
+        return latents, Tokenizer(text.vocabulary, text.max_length).encode(list(captions))  # (N, c, h, w), (N, L)
+    if preset.data in SCENES_TRAIN_IMAGES and preset.kind == "autoencoder":  # pictures only (chapter 11)
+        return _training_scenes(SCENES_TRAIN_IMAGES[preset.data], preset.model_config.image_size).images, None
     if preset.data in SCENES_TRAIN_IMAGES:
         scenes = _training_scenes(SCENES_TRAIN_IMAGES[preset.data], preset.model_config.image_size)
         text = preset.model_config.text
@@ -94,6 +101,30 @@ def _training_scenes(n: int, size: int) -> SceneDataset:
     return make_scenes(n, size=size, seed=0, split="train")
 
 
+@functools.lru_cache(maxsize=1)
+def _scene_latents(autoencoder: str, n: int, digest: str) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """The training split's first ``n`` scenes (seed 0) at the autoencoder's picture size, encoded once by the
+    checkpoint ``autoencoder`` (whose weights have SHA-256 ``digest``): scaled latents (n, c, h, w), and captions.
+    Made once per process, so the checkpoint's record of the latents' range reads the latents it learnt."""
+    from diffusion_lab.data.scenes import make_scenes
+    from diffusion_lab.latent import encode
+    from diffusion_lab.pretrained import load_pretrained
+
+    model = load_pretrained(autoencoder).model
+    scenes = make_scenes(n, size=model.config.image_size, seed=0, split="train")  # not kept: 1 GB at 64x64
+    return encode(model, scenes.images), tuple(scenes.captions)
+
+
+def _digest(checkpoint: str) -> str:
+    """The SHA-256 of a checkpoint's weights, from the manifest (a missing checkpoint is load_pretrained's error)."""
+    from diffusion_lab.pretrained import load_pretrained, read_manifest
+
+    manifest = read_manifest()
+    if checkpoint not in manifest:
+        load_pretrained(checkpoint)  # raises a clear CheckpointError naming what there is
+    return manifest[checkpoint]["sha256"][f"{checkpoint}.safetensors"]
+
+
 def _clip_data(preset: Preset) -> tuple[torch.Tensor, torch.Tensor]:
     """(pictures, image_emb) for data "scenes", (image_emb, text_emb) for "scene_embeddings": the training scenes
     at the CLIP's picture size, embedded by the preset's ``clip`` checkpoint."""
@@ -119,7 +150,8 @@ def _load_autoencoder(preset: Preset) -> torch.nn.Module:
 
 def checkpoint_extra(preset: Preset) -> dict:
     """What a preset's checkpoint JSON records besides its config: for a latent model, the autoencoder whose
-    latents it learned and their scale s, which its pipeline checks before decoding anything; for a model that
+    latents it learned and their scale s, which its pipeline checks before decoding anything (and, for the latents
+    of scenes, their range r, which chapter 11's dynamic thresholding reads); for a model that
     learned from a CLIP's embeddings, that CLIP and its weights' SHA-256, so the DALL-E 2 pipeline can refuse
     stages trained on different CLIPs."""
     from diffusion_lab.pretrained import read_manifest
@@ -132,8 +164,14 @@ def checkpoint_extra(preset: Preset) -> dict:
 
     autoencoder = _load_autoencoder(preset)
     digest = read_manifest()[preset.autoencoder]["sha256"][f"{preset.autoencoder}.safetensors"]
-    return {"latent": {"autoencoder": preset.autoencoder, "latent_scale": float(autoencoder.latent_scale),
-                       "autoencoder_sha256": digest}}
+    latent = {"autoencoder": preset.autoencoder, "latent_scale": float(autoencoder.latent_scale),
+              "autoencoder_sha256": digest}
+    if preset.data in SCENES_TRAIN_IMAGES:  # chapter 11: the range that dynamic thresholding in latent space reads
+        from diffusion_lab.sampling.thresholding import measure_latent_range
+
+        latents, _ = _scene_latents(preset.autoencoder, SCENES_TRAIN_IMAGES[preset.data], digest)
+        latent["latent_range"] = measure_latent_range(latents)
+    return {"latent": latent}
 
 
 def noise_schedule(preset: Preset) -> NoiseSchedule | None:

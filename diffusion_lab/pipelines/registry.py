@@ -19,6 +19,7 @@ from diffusion_lab.pipelines.class_conditional import ClassConditionalPipeline
 from diffusion_lab.pipelines.flow import FlowImagePipeline
 from diffusion_lab.pipelines.latent import LatentImagePipeline
 from diffusion_lab.pipelines.text_conditional import TextConditionalPipeline
+from diffusion_lab.pipelines.text_to_image import TinySDPipeline
 from diffusion_lab.pipelines.unclip import UnCLIPPipeline
 from diffusion_lab.pipelines.unconditional import ImagePipeline, PointsPipeline
 from diffusion_lab.pretrained import Pretrained, load_pretrained
@@ -36,6 +37,7 @@ PIPELINES: dict[str, Callable[..., DiffusionPipeline]] = {
     "text_unet": TextConditionalPipeline,
     "latent_unet": LatentImagePipeline,
     "flow_unet": FlowImagePipeline,
+    "latent_text_unet": TinySDPipeline,
 }
 
 

@@ -44,5 +44,5 @@ def sdedit(model: Model, scheduler: DDPMScheduler | DDIMScheduler, x0: torch.Ten
         return x0.clone()  # strength 0: no step to run
     t = int(scheduler.timesteps[start])
     eps = randn(x0.shape, generator, torch.float32, x0.device).to(x0.dtype)
-    xt = scheduler.add_noise(x0, eps, torch.full((x0.shape[0],), t, dtype=torch.int64, device=x0.device))
+    xt = scheduler.add_noise(x0, eps, torch.full((x0.shape[0],), t, dtype=torch.int64))  # t checked on the CPU
     return sample(model, scheduler, x0.shape, generator=generator, x_T=xt, callback=callback, start=start)
