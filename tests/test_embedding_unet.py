@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from fresh_weights import awake
 
 from diffusion_lab.guidance import classifier_free_guidance
 from diffusion_lab.models.embedding_unet import EmbeddingUNet, EmbeddingUNetConfig
@@ -20,15 +21,6 @@ from diffusion_lab.training import DiffusionObjective, TrainConfig, fit
 D = 16  # EmbeddingUNetConfig.tiny's embedding width
 
 
-def awake(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give the zero-initialised layers small random weights: at initialisation every residual branch and the
-    output conv are zero, so nothing but the skip paths would reach the output yet."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if not p.any():
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    return model
 
 
 def unit(n: int, seed: int = 0, dim: int = D) -> torch.Tensor:

@@ -117,26 +117,3 @@ def test_the_text_diff_answer_is_the_pipelines_arithmetic() -> None:
     pipeline_way = F.normalize(e + amounts * F.normalize(e_to - e_from, dim=-1), dim=-1)  # as in pipelines/unclip.py
     mine = torch.cat([clip.text_diff(e, e_from, e_to, float(a)) for a in amounts])
     torch.testing.assert_close(mine, pipeline_way)
-
-
-@pytest.mark.parametrize(("key", "wrong"), [(LOSS, clip.clip_loss_diagonal), (PRIOR, clip.prior_loss_eps_target),
-                                            (TEXT_DIFF, clip.text_diff_reversed),
-                                            (CONDITION, clip.low_res_condition_nearest)])
-def test_failure_in_ipython_shows_the_diagnosis_only(key: str, wrong: Callable[..., Any]) -> None:
-    """Jupyter shows ``_render_traceback_``: the message, never the check's lines (they hold the answer)."""
-    import contextlib
-    import inspect
-    import io
-
-    interactiveshell = pytest.importorskip("IPython.core.interactiveshell")
-    shell = interactiveshell.InteractiveShell.instance()
-    out = io.StringIO()
-    shell.user_ns.update(check=CHECKS[key], wrong=wrong)
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        shell.run_cell("check(wrong)")
-    shown = out.getvalue()
-    assert f"Exercise {key}:" in shown and "Traceback" not in shown
-    source = [line.strip() for line in inspect.getsource(CHECKS[key]).splitlines()[2:]
-              if len(line.strip()) > 25 and not line.strip().startswith(("#", '"'))]
-    assert not [line for line in source if line in shown]
-    assert len(shown.strip().splitlines()) <= 3

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 import torch
-from torch import nn
+from fresh_weights import awake
 
 from diffusion_lab.models import SelfAttention, UNet, UNetConfig, count_parameters, shape_trace
 from diffusion_lab.models.blocks import Upsample
@@ -26,14 +26,6 @@ def _inputs(config: UNetConfig, batch: int = 2, size: int | None = None, seed: i
     return x, t
 
 
-def _perturb_zero_inits(model: nn.Module, seed: int = 0) -> nn.Module:
-    """The zero-initialised convs make the output exactly 0; give them small random values instead."""
-    gen = _gen(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if not p.any():
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    return model
 
 
 def _model(config: UNetConfig, seed: int = 0) -> UNet:
@@ -56,7 +48,7 @@ def test_preset_output_shape_equals_input_shape(name: str) -> None:
 @pytest.mark.parametrize("name", ["tiny", "mnist"])
 def test_32x32_and_rgb(name: str) -> None:
     config = dataclasses.replace(PRESETS[name], image_size=32, in_channels=3, out_channels=3)
-    model = _perturb_zero_inits(_model(config))
+    model = awake(_model(config))
     x, t = _inputs(config)
     assert model(x, t).shape == (2, 3, 32, 32)
 
@@ -79,7 +71,7 @@ def test_attention_resolutions_and_mid_attention() -> None:
 
 def test_two_res_blocks_per_level() -> None:
     config = dataclasses.replace(UNetConfig.tiny(), num_res_blocks=2)
-    model = _perturb_zero_inits(_model(config))
+    model = awake(_model(config))
     assert model(*_inputs(config)).shape == (2, 1, 28, 28)
     names = [name for name, _ in shape_trace(model, *_inputs(config))]
     assert names.count("down.0.res.1") == names.count("up.0.res.1") == 1
@@ -116,7 +108,7 @@ def test_shape_trace_lists_down_mid_up_with_resolutions() -> None:
 
 def test_class_labels_change_the_output() -> None:
     config = dataclasses.replace(UNetConfig.tiny(), num_classes=10)
-    model = _perturb_zero_inits(_model(config)).eval()
+    model = awake(_model(config)).eval()
     x, t = _inputs(config)
     out_3 = model(x, t, torch.tensor([3, 3]))
     out_7 = model(x, t, torch.tensor([7, 7]))
@@ -126,7 +118,7 @@ def test_class_labels_change_the_output() -> None:
 
 def test_null_class_is_the_default_and_has_its_own_row() -> None:
     config = UNetConfig.mnist_conditional()
-    model = _perturb_zero_inits(_model(config)).eval()
+    model = awake(_model(config)).eval()
     assert model.class_embed.num_embeddings == config.num_classes + 1
     x, t = _inputs(config)
     null = torch.full((2,), config.num_classes)
@@ -135,7 +127,7 @@ def test_null_class_is_the_default_and_has_its_own_row() -> None:
 
 
 def test_timestep_changes_the_output() -> None:
-    model = _perturb_zero_inits(_model(UNetConfig.tiny())).eval()
+    model = awake(_model(UNetConfig.tiny())).eval()
     x, _ = _inputs(UNetConfig.tiny())
     out = [model(x, torch.tensor([s, s])) for s in (0, 500)]
     assert (out[0] - out[1]).abs().max() > 1e-4
@@ -146,7 +138,7 @@ def test_timestep_changes_the_output() -> None:
 @pytest.mark.parametrize("name", ["tiny", "mnist_conditional"])
 def test_gradients_reach_every_parameter(name: str) -> None:
     config = PRESETS[name]
-    model = _perturb_zero_inits(_model(config))
+    model = awake(_model(config))
     x, t = _inputs(config)
     labels = torch.tensor([1, config.num_classes]) if config.num_classes else None
     model(x, t, labels).square().mean().backward()
@@ -185,15 +177,15 @@ def test_count_parameters_trainable_only() -> None:
 
 def test_deterministic_under_a_seed() -> None:
     config = UNetConfig.tiny()
-    a, b = _perturb_zero_inits(_model(config, seed=3)), _perturb_zero_inits(_model(config, seed=3))
+    a, b = awake(_model(config, seed=3)), awake(_model(config, seed=3))
     x, t = _inputs(config)
     torch.testing.assert_close(a(x, t), b(x, t), rtol=0, atol=0)
-    c = _perturb_zero_inits(_model(config, seed=4))
+    c = awake(_model(config, seed=4))
     assert not torch.equal(a(x, t), c(x, t))
 
 
 def test_float64_model_and_input() -> None:
-    model = _perturb_zero_inits(_model(UNetConfig.tiny())).eval()
+    model = awake(_model(UNetConfig.tiny())).eval()
     x, t = _inputs(UNetConfig.tiny())
     out32 = model(x, t)
     out64 = model.double()(x.double(), t)
@@ -202,7 +194,7 @@ def test_float64_model_and_input() -> None:
 
 
 def test_bfloat16_autocast_runs() -> None:
-    model = _perturb_zero_inits(_model(UNetConfig.tiny()))
+    model = awake(_model(UNetConfig.tiny()))
     x, t = _inputs(UNetConfig.tiny())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x, t)
@@ -217,7 +209,7 @@ def test_float_timesteps_and_int32_labels() -> None:
 
 def test_dropout_only_in_training_mode() -> None:
     config = dataclasses.replace(UNetConfig.tiny(), dropout=0.5)
-    model = _perturb_zero_inits(_model(config))
+    model = awake(_model(config))
     x, t = _inputs(config)
     model.eval()
     torch.testing.assert_close(model(x, t), model(x, t))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from fresh_weights import awake
 
 from diffusion_lab.data.scenes import scene_vocabulary
 from diffusion_lab.models.clip import CLIP, CLIPConfig
@@ -37,11 +38,7 @@ def _save_stages(root, *, clip_seed: int = 0) -> None:
                     root=root, extra=learnt)
     save_pretrained(STAGES["regression_prior"], regression, regression.config, kind="regression_prior",
                     schedule=None, made_by={}, root=root, extra=learnt)
-    decoder = EmbeddingUNet(EmbeddingUNetConfig.tiny())
-    with torch.no_grad():  # a fresh U-Net's last layer is zero: give it weights, so the embedding shows in its output
-        for parameter in decoder.parameters():
-            if not parameter.any():
-                parameter.normal_(0.0, 0.05)
+    decoder = awake(EmbeddingUNet(EmbeddingUNetConfig.tiny()))  # so the embedding shows in its output
     save_pretrained(STAGES["decoder"], decoder, decoder.config, kind="embedding_unet",
                     schedule=NoiseSchedule.from_name("cosine", 1000), made_by={}, root=root, extra=learnt)
     upsampler = Upsampler(UpsamplerConfig.tiny())

@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from fresh_weights import awake
 
 from diffusion_lab.models.unet import UNetConfig
 from diffusion_lab.models.upsampler import (
@@ -27,14 +28,6 @@ from diffusion_lab.training import SuperResolutionObjective, TrainConfig, fit
 COSINE = NoiseSchedule.from_name("cosine", 1000)
 
 
-def awake(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Small random weights for the zero-initialised layers, so every input reaches the output."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if not p.any():
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    return model
 
 
 def randn(*shape: int, seed: int = 0) -> torch.Tensor:

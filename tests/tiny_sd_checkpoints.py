@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import nn
+from fresh_weights import awake
 
 from diffusion_lab.cli.presets import get_preset
 from diffusion_lab.data.scenes import make_scenes
@@ -23,13 +23,6 @@ TINY_AUTOENCODER = AutoencoderConfig(in_channels=3, image_size=64, base_channels
                                      num_groups=4)  # 64x64 -> 4x16x16, as the real one
 
 
-def randomise_zeros(model: nn.Module, std: float = 0.05) -> nn.Module:
-    """A fresh U-Net's last convolution is zero: give every all-zero parameter weights, so outputs depend on inputs."""
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if not parameter.any():
-                parameter.normal_(0.0, std)
-    return model
 
 
 def write_autoencoder(folder: Path, seed: int = 0) -> Autoencoder:
@@ -46,7 +39,7 @@ def write_tiny_sd(folder: Path, *, name: str = "tiny_sd", latent_range: bool = T
     """Save the autoencoder and a tiny latent text U-Net (random, its zero layers randomised) as ``name``."""
     autoencoder = write_autoencoder(folder)
     torch.manual_seed(1)
-    model = randomise_zeros(TextUNet(get_preset("tiny_latent_text").model_config))
+    model = awake(TextUNet(get_preset("tiny_latent_text").model_config))
     latent = {"autoencoder": AUTOENCODER, "latent_scale": float(autoencoder.latent_scale)}
     if latent_range:
         latent["latent_range"] = measure_latent_range(encode(autoencoder, make_scenes(32, size=64, seed=1).images))
@@ -58,7 +51,7 @@ def write_tiny_sd(folder: Path, *, name: str = "tiny_sd", latent_range: bool = T
 def write_upsampler(folder: Path) -> Path:
     """Save a tiny 2x upsampler (random, zero layers randomised) as "upsampler"."""
     torch.manual_seed(2)
-    upsampler = randomise_zeros(Upsampler(UpsamplerConfig.tiny()))
+    upsampler = awake(Upsampler(UpsamplerConfig.tiny()))
     save_pretrained("upsampler", upsampler, upsampler.config, kind="upsampler",
                     schedule=NoiseSchedule.from_name("cosine", 1000), made_by={}, root=folder)
     return folder
