@@ -107,6 +107,20 @@ def test_the_cli_writes_uint8_rgb_images(root, tmp_path, capsys):
     assert list(arrays["prompts"]) == [PROMPT, PROMPT]
 
 
+def test_the_cli_leaves_the_decoders_guidance_to_the_pipeline(root, tmp_path):
+    """No --guidance-scale: the pipeline's own w (3), not the chapter models' 1 (which would switch guidance off)."""
+    from diffusion_lab.cli.commands import sample_command
+
+    def images(name: str, **guidance: float) -> np.ndarray:
+        out = sample_command("unclip", num=2, prompt=PROMPT, steps=2, seed=0, out=tmp_path / name,
+                             checkpoints_root=root, **guidance)
+        return np.load(out)["images"]
+
+    default = images("default.npz")
+    assert np.array_equal(default, images("three.npz", guidance_scale=3.0))
+    assert not np.array_equal(default, images("one.npz", guidance_scale=1.0))
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({}, "unclip draws what a prompt says"),
     ({"prompt": PROMPT, "class_label": 3}, "does not take a class"),

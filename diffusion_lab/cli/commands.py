@@ -94,13 +94,16 @@ def to_uint8_images(x: torch.Tensor) -> np.ndarray:
 
 def sample_command(name: str, *, num: int, sampler: str | None = None, steps: int | None = None,
                    class_label: int | None = None, seed: int = 0, out: str | Path, eta: float = 0.0,
-                   prompt: str | None = None, negative_prompt: str | None = None, guidance_scale: float = 1.0,
+                   prompt: str | None = None, negative_prompt: str | None = None, guidance_scale: float | None = None,
                    classifier_scale: float = 0.0, checkpoints_root: str | Path | None = None,
                    batch_size: int = 256) -> Path:
     """Generate ``num`` samples from checkpoint ``name`` and write them to ``out`` (.npz); see ``generate``.
 
     sampler, steps: None is the checkpoint's default (``DiffusionPipeline.default_sampler``: DDIM for a noise
     predictor, Euler for a flow). Prints the sampler used and its network evaluations per sample.
+
+    guidance_scale: None leaves the pipeline's own default (1, no guidance, for a single checkpoint; 3 for the
+    ``unclip`` system's decoder).
 
     Image models write ``images``: uint8 (N, H, W, C), with ``labels`` (N,) (the class asked for, or -1)
     and, for text models, ``prompts``; the 2-D model writes ``points``: float32 (N, 2). ``out`` is checked
@@ -113,9 +116,10 @@ def sample_command(name: str, *, num: int, sampler: str | None = None, steps: in
         raise ValueError(f"--num must be positive, got {num}")
     out = check_out_file(out)
     pipeline = load_pipeline(name, root=checkpoints_root, device=pick_device())
+    guidance = {} if guidance_scale is None else {"guidance_scale": guidance_scale}
     x = pipeline(num, sampler=sampler, steps=steps, eta=eta, seed=seed, class_label=class_label, prompt=prompt,
-                 negative_prompt=negative_prompt, guidance_scale=guidance_scale, classifier_scale=classifier_scale,
-                 batch_size=batch_size)
+                 negative_prompt=negative_prompt, classifier_scale=classifier_scale, batch_size=batch_size,
+                 **guidance)
     used, used_steps = pipeline.sampler_and_steps(sampler, steps)
     which = used if sampler is not None else f"{used} (the default for {name})"
     print(f"{which}, {used_steps} steps: {get_sampler(used).nfe(used_steps)} network evaluations per sample")

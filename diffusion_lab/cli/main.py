@@ -140,8 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="digit to generate: mnist_cond, or mnist with --classifier-scale")
     p.add_argument("--prompt", help="what to draw (text models), e.g. 'a small red circle in the top left'")
     p.add_argument("--negative-prompt", help="what to steer away from (text models, with --guidance-scale > 1)")
-    p.add_argument("--guidance-scale", type=float, default=1.0,
-                   help="classifier-free guidance w: 1 = none, 0 = ignore the condition, 3 = stronger (default 1)")
+    p.add_argument("--guidance-scale", type=float, default=None,
+                   help="classifier-free guidance w: 1 = none, 0 = ignore the condition, 3 = stronger (default: the "
+                        "model's own, 1 for the chapter models, 3 for unclip)")
     p.add_argument("--classifier-scale", type=float, default=0.0,
                    help="classifier guidance s for the unconditional MNIST model with --class (default 0)")
     p.add_argument("--seed", type=int, default=0)
