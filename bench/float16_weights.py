@@ -6,23 +6,36 @@ compares each shipped float16 checkpoint with the float32 weights of its trainin
 
 - ``mnist_autoencoder``: reconstructions of the 2,000 test digits (mean |error|, read as the right digit);
 - ``shapes64_autoencoder``: reconstructions of 500 generated 64x64 shapes (mean |error|);
+- ``scenes64_autoencoder`` (chapter 11): reconstructions of 500 64x64 scenes of one or two shapes;
 - ``mnist_latent``: ``--num`` DDIM-50 samples from the same seed (recognised share, FID) and how far the
   two sets of pictures are apart.
 
-    .venv/bin/python bench/float16_weights.py --runs runs
+``mnist`` and ``mnist_cond`` (chapters 04 and 07) shipped in float32 before the course stored weights in
+float16; their float32 files live on in git (``--float32-from``, the last commit that held them). Each is
+compared with the same weights rounded to float16: ``--num`` DDIM-50 samples from the same seed (recognised
+share and FID; for ``mnist_cond``, guided at w = 3 towards digits 0-9 in turn, the share that is the digit
+asked for) and how far the two sets of pictures are apart.
 
-Writes bench/results/float16_weights.md.
+    .venv/bin/python bench/float16_weights.py --runs runs
+    .venv/bin/python bench/float16_weights.py --names mnist mnist_cond
+
+Writes bench/results/float16_weights.json (one entry per checkpoint, kept across runs of other names) and
+bench/results/float16_weights.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import subprocess
 from pathlib import Path
 
 import torch
+from safetensors.torch import load as load_safetensors
 
 from diffusion_lab.data import mnist_tensors
+from diffusion_lab.data.scenes import make_scenes
 from diffusion_lab.data.shapes import make_shapes
 from diffusion_lab.judges.metrics import class_probabilities, fid, recognised_fraction
 from diffusion_lab.latent import decode, encode
@@ -30,6 +43,9 @@ from diffusion_lab.pipelines import load_pipeline
 from diffusion_lab.pretrained import load_pretrained
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+FLOAT32_FROM = {"mnist": "e8d9549c675159c1954914da86225db8830330b4",  # the last commits with the float32 files
+                "mnist_cond": "20a3fbdae12d1ff4cc32f237045ab7ec5948b93a"}
 
 
 def float32_twin(name: str, runs: Path) -> torch.nn.Module:
@@ -49,27 +65,51 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="the folder train wrote its runs to")
     parser.add_argument("--num", type=int, default=500)
     parser.add_argument("--names", nargs="+", default=["mnist_autoencoder", "shapes64_autoencoder", "mnist_latent"],
-                        help="which checkpoints to compare (default: all three)")
+                        choices=["mnist_autoencoder", "shapes64_autoencoder", "scenes64_autoencoder", "mnist_latent",
+                                 *FLOAT32_FROM],
+                        help="which checkpoints to compare (default: the three trained in float16's time)")
     args = parser.parse_args()
     judge = load_pretrained("mnist_classifier").model
     digits, labels = mnist_tensors("test")
-    rows = []
+    rows: list[str] = []
+    path = RESULTS / "float16_weights.json"
+    record = json.loads(path.read_text()) if path.exists() else {}
 
     def right(images: torch.Tensor) -> float:
         return float((class_probabilities(judge, images).argmax(1) == labels).float().mean())
 
     if "mnist_autoencoder" in args.names:
         compare_mnist_autoencoder(args.runs, digits, right, rows)
-    if "shapes64_autoencoder" in args.names:
-        compare_shapes64_autoencoder(args.runs, rows)
+    for name in ("shapes64_autoencoder", "scenes64_autoencoder"):
+        if name in args.names:
+            compare_64_autoencoder(name, args.runs, rows)
     if "mnist_latent" in args.names:
         compare_mnist_latent(args.runs, args.num, judge, digits, rows)
+    for name in FLOAT32_FROM:
+        if name in args.names:
+            compare_rounded(name, args.num, judge, digits, rows)
     print("\n".join(rows))
-    text = [f"# float16 against float32 weights ({dt.date.today().isoformat()})", "",
-            f"Measured by `python bench/float16_weights.py --runs {args.runs} --num {args.num} --names "
-            f"{' '.join(args.names)}`: the shipped float16 checkpoints against the float32 EMA weights of the "
-            "training runs that made them.", "",
-            "| checkpoint | measured |", "|---|---|", *rows, ""]
+    command = f"python bench/float16_weights.py --runs {args.runs} --num {args.num} --names {' '.join(args.names)}"
+    for name in args.names:
+        record[name] = {"date": dt.date.today().isoformat(), "command": command, "threads": torch.get_num_threads(),
+                        "rows": [r for r in rows if r.startswith(f"| {name},")]}
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    write_markdown(record)
+
+
+def write_markdown(record: dict) -> None:
+    """bench/results/float16_weights.md from the JSON record: one table per command run."""
+    text = ["# float16 against float32 weights", "",
+            "The chapter 08 checkpoints (trained after the course began storing float16) against the float32 EMA "
+            "weights of the training runs that made them; `mnist` and `mnist_cond` (shipped in float32 first) "
+            "against their own weights rounded to float16. Each block says the command and date that measured it.",
+            ""]
+    runs: dict[tuple, list[str]] = {}  # one table per command run, in the order first measured
+    for entry in record.values():
+        runs.setdefault((entry["command"], entry["date"], entry.get("threads")), []).extend(entry["rows"])
+    for (command, date, threads), measured in runs.items():
+        text += [f"`{command}` ({date}{f', {threads} threads' if threads else ''}):", "",
+                 "| checkpoint | measured |", "|---|---|", *measured, ""]
     (RESULTS / "float16_weights.md").write_text("\n".join(text))
 
 
@@ -81,13 +121,13 @@ def compare_mnist_autoencoder(runs: Path, digits: torch.Tensor, right, rows: lis
                     f"right digit {right(recon):.2%} |")
 
 
-def compare_shapes64_autoencoder(runs: Path, rows: list[str]) -> None:
-    shapes = make_shapes(500, size=64, seed=7, split="all").images
-    for label, ae in (("float16", load_pretrained("shapes64_autoencoder").model),
-                      ("float32", float32_twin("shapes64_autoencoder", runs))):
-        recon = decode(ae, encode(ae, shapes))
-        rows.append(f"| shapes64_autoencoder, {label} | reconstructions: mean abs error "
-                    f"{float((recon - shapes).abs().mean()):.4f} |")
+def compare_64_autoencoder(name: str, runs: Path, rows: list[str]) -> None:
+    """shapes64_autoencoder on 500 generated 64x64 shapes, scenes64_autoencoder on 500 64x64 test scenes."""
+    pictures = (make_shapes(500, size=64, seed=7, split="all") if name == "shapes64_autoencoder"
+                else make_scenes(500, size=64, seed=7, split="all")).images
+    for label, ae in (("float16", load_pretrained(name).model), ("float32", float32_twin(name, runs))):
+        recon = decode(ae, encode(ae, pictures))
+        rows.append(f"| {name}, {label} | reconstructions: mean abs error {float((recon - pictures).abs().mean()):.4f} |")
 
 
 def compare_mnist_latent(runs: Path, num: int, judge: torch.nn.Module, digits: torch.Tensor, rows: list[str]) -> None:
@@ -101,6 +141,45 @@ def compare_mnist_latent(runs: Path, num: int, judge: torch.nn.Module, digits: t
                     f"{recognised_fraction(probs):.1%}, FID {fid(judge, samples[label], digits):.2f} |")
     gap = (samples["float16"] - samples["float32"]).abs()
     rows.append(f"| mnist_latent, float16 vs float32 | same seed: mean abs pixel difference {float(gap.mean()):.4f}, "
+                f"largest {float(gap.max()):.3f} |")
+
+
+def float32_weights(name: str) -> dict[str, torch.Tensor]:
+    """``name``'s float32 weights, read from the commit that last shipped them (``FLOAT32_FROM``)."""
+    blob = subprocess.run(["git", "show", f"{FLOAT32_FROM[name]}:data/checkpoints/{name}.safetensors"], cwd=REPO,
+                          capture_output=True, check=True).stdout
+    weights = load_safetensors(blob)
+    if any(v.dtype != torch.float32 for v in weights.values() if v.is_floating_point()):
+        raise SystemExit(f"{FLOAT32_FROM[name]} does not hold float32 weights of {name}")
+    return weights
+
+
+def compare_rounded(name: str, num: int, judge: torch.nn.Module, digits: torch.Tensor, rows: list[str]) -> None:
+    """``name``'s float32 weights against the same weights rounded to float16: ``num`` DDIM-50 samples each."""
+    pipeline = load_pipeline(name, device="cpu")
+    full = float32_weights(name)
+    conditional = name == "mnist_cond"
+    asked = torch.arange(num) % 10
+    samples = {}
+    parameters = {k for k, _ in pipeline.model.named_parameters()}  # rounded as save_pretrained(float16=True) does
+    rounded = {k: v.half() if k in parameters and v.is_floating_point() else v for k, v in full.items()}
+    for label, weights in (("float16", rounded), ("float32", full)):
+        pipeline.model.load_state_dict(weights)  # copied into the float32 parameters: float16 values, exactly
+        if conditional:  # 10 batches, one digit each, guided at w = 3 (chapter 07's setting)
+            per = [pipeline(int((asked == d).sum()), steps=50, seed=d, class_label=d, guidance_scale=3.0)
+                   for d in range(10)]
+            samples[label] = torch.cat(per)
+            order = torch.cat([torch.full((len(p),), d) for d, p in enumerate(per)])
+        else:
+            samples[label] = pipeline(num, steps=50, seed=0)
+        probs = class_probabilities(judge, samples[label])
+        extra = (f", the digit asked for {float((probs.argmax(1) == order).float().mean()):.1%}" if conditional
+                 else "")
+        seeds = "seed d for digit d" if conditional else "seed 0"
+        rows.append(f"| {name}, {label} | {num} DDIM-50 samples{', w = 3' if conditional else ''}, {seeds}: "
+                    f"recognised {recognised_fraction(probs):.1%}, FID {fid(judge, samples[label], digits):.2f}{extra} |")
+    gap = (samples["float16"] - samples["float32"]).abs()
+    rows.append(f"| {name}, float16 vs float32 | same seed: mean abs pixel difference {float(gap.mean()):.4f}, "
                 f"largest {float(gap.max()):.3f} |")
 
 

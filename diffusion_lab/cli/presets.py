@@ -64,14 +64,15 @@ def _presets() -> dict[str, Preset]:
         Preset("toy2d", "mlp", MLPConfig(), TrainConfig(steps=3000, batch_size=512, lr=1e-3, warmup_steps=100,
                                                         ema_decay=0.995, checkpoint_every=500),
                data="swiss_roll", description="the 2-D swiss-roll denoiser of chapter 04"),
-        Preset("mnist", "unet", UNetConfig.mnist(), mnist_train, data="mnist", description="unconditional MNIST digits"),
+        Preset("mnist", "unet", UNetConfig.mnist(), mnist_train, data="mnist", float16=True,
+               description="unconditional MNIST digits"),
         Preset("mnist_flow", "flow_unet", UNetConfig.mnist(), mnist_train, data="mnist", float16=True,
                description="flow matching on MNIST: the mnist preset's U-Net, data and budget, predicting a velocity "
                            "(chapter 09)"),
         Preset("mnist_cond", "unet", UNetConfig.mnist_conditional(),
                TrainConfig(steps=6500, batch_size=128, lr=5e-4, cooldown_steps=1500, cond_drop_prob=0.1,
                            checkpoint_every=250, mixed_precision=True),
-               data="mnist", conditional=True,
+               data="mnist", conditional=True, float16=True,
                description="class-conditional MNIST, 10 % of labels dropped to the null class (for CFG)"),
         Preset("mnist_classifier", "classifier", ClassifierConfig(), judge(1500, 2e-3), data="mnist",
                description="the MNIST judge used by judges/metrics.py"),
@@ -187,7 +188,7 @@ SCENES_SCORER_STEPS = 1000
 CLIP_SCENES_STEPS = 2000  # batch 512 in bf16: 0.98 s/step measured at 1 thread on a busy 2-core machine (load 5),
 # so about 0.35-0.5 s/step on 2 quiet cores, 12-17 min (an estimate: the whole run was not timed)
 UNCLIP_PRIOR_STEPS = 6000
-UNCLIP_DECODER_STEPS = 4000
+UNCLIP_DECODER_STEPS = 8000
 UPSAMPLER_STEPS = 3000
 TINY_SD_STEPS = 20_000  # batch 64 through fit at 1 thread on the busy 2-core machine (load 3): 0.35 s/step with
 # bf16 autocast, 0.37-0.49 s/step in float32 (interleaved runs of 65 steps), so bf16 pays ~10 % here; 20,000 steps
