@@ -262,8 +262,8 @@ print(f"mean loss over the last 50 steps: {sum(my_losses[-50:]) / len(my_losses[
 # cross-entropy objective). The extras: AdamW with a short learning-rate warm-up, gradient clipping (a rare huge gradient cannot throw the weights far), an exponential moving
 # average of the weights (section 5), checkpoints you can resume from, a clear stop if the loss becomes
 # NaN, and, below, a live plot: the left panel is the loss, the right one the loss so far for each tenth
-# of the steps $t$. Watch it move while it trains. 3,000 steps of 512 points take under a minute on
-# two CPU cores (53 s in the saved run).
+# of the steps $t$. Watch it move while it trains. 3,000 steps of 512 points take about a minute on
+# two CPU cores (61 s in the saved run, with another training job sharing the cores).
 
 # %%
 toy_config = TrainConfig(steps=pick(3000, 300), batch_size=512, lr=1e-3, warmup_steps=100, ema_decay=0.995,
