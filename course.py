@@ -5,8 +5,10 @@
                               # in workspace/, your own copies of the chapters with the exercises blank
     python3 course.py test    # make .venv with the test tools and run the whole test suite
     python3 course.py setup   # only install (add --dev for the test tools)
+    python3 course.py imagine # chapter 11's /imagine alone as a web page (Voila), e.g. on a projector
 
-Extra arguments after `lab` go to JupyterLab (e.g. `--no-browser --port 8890`), after `test` to pytest
+Extra arguments after `lab` go to JupyterLab (e.g. `--no-browser --port 8890`), after `imagine` to Voila
+(e.g. `--port 8870`, or `--Voila.ip=0.0.0.0` to let the room open it), after `test` to pytest
 (e.g. `-k schedules`). Set DIFFUSION_LAB_VENV to put the virtual environment somewhere else.
 
 The workspace is made on the first `lab` and is yours: a later start never replaces a notebook in it,
@@ -44,6 +46,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("DIFFUSION_LAB_VENV", ROOT / ".venv"))
 CHAPTERS = ROOT / "chapters"
 WORKSPACE = ROOT / "workspace"
+IMAGINE_APP = ROOT / "apps" / "imagine.ipynb"
 MIN_PYTHON = (3, 11)
 WHEELHOUSE_ENV = "DIFFUSION_LAB_WHEELHOUSE"
 
@@ -537,6 +540,12 @@ def jupyter_command(python: Path | str, rest: list[str], as_root: bool) -> list[
     return cmd
 
 
+def voila_command(python: Path | str, rest: list[str]) -> list[str]:
+    """Voila serving apps/imagine.ipynb: the page shows the notebook's text and the /imagine widget, never its
+    code. Voila opens a browser and listens on localhost:8866 unless ``rest`` says otherwise."""
+    return [str(python), "-m", "voila", _shown(IMAGINE_APP), "--strip_sources=True", *rest]
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in {"-h", "--help"}:
         print(__doc__)
@@ -544,7 +553,7 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "wheelhouse":
         return make_wheelhouse(rest)
-    wheelhouse, rest = take_wheelhouse(rest) if command in {"setup", "lab", "test"} else (None, rest)
+    wheelhouse, rest = take_wheelhouse(rest) if command in {"setup", "lab", "test", "imagine"} else (None, rest)
     if command == "setup":
         ensure_venv("dev,bench" if "--dev" in rest else "lab", wheelhouse)
         say("done; start the course with: python3 course.py lab")
@@ -555,6 +564,10 @@ def main(argv: list[str]) -> int:
         cmd = jupyter_command(py, rest, as_root=hasattr(os, "geteuid") and os.geteuid() == 0)
         say("opening JupyterLab; stop it with Ctrl-C")
         return subprocess.call(cmd, cwd=ROOT)
+    if command == "imagine":
+        py = ensure_venv("lab", wheelhouse)
+        say("opening /imagine as a web page (Voila: the widget without the notebook's code); stop it with Ctrl-C")
+        return subprocess.call(voila_command(py, rest), cwd=ROOT)
     if command == "test":
         py = ensure_venv("dev,bench", wheelhouse)
         ensure_chromium()

@@ -94,3 +94,12 @@ def test_jupyter_opens_the_workspace_and_allows_root(capsys: pytest.CaptureFixtu
     assert "--allow-root" in capsys.readouterr().out  # it says what it did
 
     assert course.jupyter_command("py", ["--allow-root"], as_root=True).count("--allow-root") == 1
+
+
+def test_imagine_serves_the_app_notebook_with_voila_and_hides_its_code() -> None:
+    cmd = course.voila_command("py", ["--port=8870"])
+    assert cmd == ["py", "-m", "voila", "apps/imagine.ipynb", "--strip_sources=True", "--port=8870"]
+    app = nbformat.read(ROOT / "apps" / "imagine.ipynb", as_version=4)
+    code = [c.source for c in app.cells if c.cell_type == "code"]
+    assert len(code) == 1 and "ImagineApp(" in code[0]  # the browser test drives what this cell shows
+    assert all(not c.get("outputs") for c in app.cells if c.cell_type == "code")  # Voila runs it fresh

@@ -12,7 +12,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from servers import REPO, die_with_parent, free_port
 
-REPO = Path(__file__).resolve().parents[2]
 CHAPTERS = REPO / "chapters"
 REQUIRE_ENV = "DIFFUSION_LAB_REQUIRE_BROWSER"
 ARTIFACTS_ENV = "DIFFUSION_LAB_ARTIFACTS"
@@ -78,23 +77,6 @@ def artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = Path(env) if env else tmp_path_factory.mktemp("browser-artifacts")
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _die_with_parent() -> None:
-    """In the server's child process: get SIGTERM if pytest itself dies (killed, not just failing).
-
-    jupyter_server shuts its kernels down on SIGTERM, so nothing outlives a killed test run.
-    """
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -182,7 +164,7 @@ def lab_server(chromium_path: str, lab_root: Path, tmp_path_factory: pytest.Temp
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(json.dumps(values))
 
-    port, token = _free_port(), secrets.token_hex(24)
+    port, token = free_port(), secrets.token_hex(24)
     env = dict(os.environ)
     env.update(
         DIFFUSION_LAB_QUICK="1",
@@ -214,7 +196,7 @@ def lab_server(chromium_path: str, lab_root: Path, tmp_path_factory: pytest.Temp
     log_path = home / "server.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, cwd=lab_root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+                            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
     server = LabServer(root=lab_root, port=port, token=token, proc=proc, log_path=log_path)
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
