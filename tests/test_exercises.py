@@ -16,7 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exercise_cases import CASES, clip, conditioning, flows, foundations, latent, scores, training
+from exercise_cases import (
+    CASES,
+    clip,
+    conditioning,
+    flows,
+    foundations,
+    latent,
+    scores,
+    text_to_image,
+    training,
+)
 from exercise_cases.foundations import alpha_bars_cumsum, alpha_bars_numpy
 
 from diffusion_lab import exercises
@@ -203,7 +213,9 @@ def _check_source_lines(key: str) -> list[str]:
     ("9.2", scores.heun_no_last_step_guard), ("9.3", flows.interpolate_swapped),
     ("9.3", flows.interpolate_points_broadcast), ("9.4", flows.target_velocity_reversed),
     ("10.1", clip.clip_loss_diagonal), ("10.2", clip.prior_loss_eps_target), ("10.3", clip.text_diff_reversed),
-    ("10.4", clip.low_res_condition_nearest),
+    ("10.4", clip.low_res_condition_nearest), ("11.3", text_to_image.inpaint_blend_inverted),
+    ("11.2", text_to_image.latent_mask_average), ("11.2", text_to_image.latent_mask_bool_pool),
+    ("11.1", text_to_image.dynamic_threshold_no_max),
 ])
 def test_failure_in_ipython_shows_the_diagnosis_only(key: str, wrong: Callable[..., Any]) -> None:
     """Jupyter shows what ``_render_traceback_`` returns: the message, not the check's frames (its answer)."""

@@ -23,6 +23,7 @@ from diffusion_lab.exercises import (
     latent,
     sampling,
     scores,
+    text_to_image,
     training,
     unet,
 )
@@ -65,6 +66,11 @@ from diffusion_lab.exercises.latent import (  # 08
 )
 from diffusion_lab.exercises.sampling import check_ddim_step, check_ddim_timesteps, check_posterior_mean  # 05
 from diffusion_lab.exercises.scores import check_heun_step, check_score_from_eps  # 09
+from diffusion_lab.exercises.text_to_image import (  # 11
+    check_dynamic_threshold,
+    check_inpaint_blend,
+    check_latent_mask,
+)
 from diffusion_lab.exercises.training import check_diffusion_loss, check_ema_update, check_train_step  # 04
 from diffusion_lab.exercises.unet import (  # chapter 03
     check_conv_output_size,
@@ -76,7 +82,7 @@ from diffusion_lab.exercises.unet import (  # chapter 03
 # one module per part of the course; each defines its own CHECKS, keyed by exercise number
 CHECKS: dict[str, Callable[[Callable[..., Any]], None]] = {**foundations.CHECKS, **unet.CHECKS, **training.CHECKS, **sampling.CHECKS, **conditioning.CHECKS,
                                                           **guidance.CHECKS, **latent.CHECKS, **scores.CHECKS,
-                                                          **flows.CHECKS, **clip.CHECKS}
+                                                          **flows.CHECKS, **clip.CHECKS, **text_to_image.CHECKS}
 
 __all__ = [
     "CHECKS",
@@ -120,4 +126,7 @@ __all__ = [
     "check_prior_loss",
     "check_text_diff",
     "check_low_res_condition",
+    "check_inpaint_blend",
+    "check_latent_mask",
+    "check_dynamic_threshold",
 ]

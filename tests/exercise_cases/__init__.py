@@ -11,6 +11,7 @@ from exercise_cases import (
     latent,
     sampling,
     scores,
+    text_to_image,
     training,
     unet,
 )
@@ -18,4 +19,4 @@ from exercise_cases.cases import Cases
 
 CASES: dict[str, Cases] = {**foundations.CASES, **unet.CASES, **training.CASES, **sampling.CASES, **conditioning.CASES,
                           **guidance.CASES, **latent.CASES, **scores.CASES, **flows.CASES,
-                          **clip.CASES}
+                          **clip.CASES, **text_to_image.CASES}
