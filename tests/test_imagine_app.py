@@ -130,3 +130,10 @@ def test_grid_picture_lays_four_out_two_by_two(models):
     job = imagine(PROMPT, pipeline=models["pipeline"])
     picture = np.asarray(grid_picture(job))
     assert np.array_equal(picture[66:130, 66:130], job.images[3])
+
+
+def test_without_the_checkpoint_the_app_says_so_in_one_line(tmp_path):
+    app = ImagineApp(prompt=PROMPT, root=tmp_path, device="cpu")  # an empty checkpoints folder
+    app.imagine_button.click()
+    assert "no checkpoint called &#x27;tiny_sd&#x27;" in app.status.value and app.jobs == []
+    assert not app.imagine_button.disabled
