@@ -105,6 +105,8 @@ def test_the_cli_writes_uint8_rgb_images(root, tmp_path, capsys):
     arrays = np.load(out)
     assert arrays["images"].shape == (2, 32, 32, 3) and arrays["images"].dtype == np.uint8
     assert list(arrays["prompts"]) == [PROMPT, PROMPT]
+    printed = capsys.readouterr().out  # the cascade's cost, not a single network's
+    assert "2 steps: 2 decoder evaluations per picture, after 25 of the prior and before 20 of the upsampler" in printed
 
 
 def test_the_cli_leaves_the_decoders_guidance_to_the_pipeline(root, tmp_path):

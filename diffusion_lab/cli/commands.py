@@ -110,8 +110,6 @@ def sample_command(name: str, *, num: int, sampler: str | None = None, steps: in
     before any work and written atomically (a unique temporary file, then a rename).
     """
     from diffusion_lab.pipelines import load_pipeline
-    from diffusion_lab.pipelines.samplers import get_sampler
-
     if isinstance(num, bool) or not isinstance(num, int) or num <= 0:
         raise ValueError(f"--num must be positive, got {num}")
     out = check_out_file(out)
@@ -122,7 +120,7 @@ def sample_command(name: str, *, num: int, sampler: str | None = None, steps: in
                  **guidance)
     used, used_steps = pipeline.sampler_and_steps(sampler, steps)
     which = used if sampler is not None else f"{used} (the default for {name})"
-    print(f"{which}, {used_steps} steps: {get_sampler(used).nfe(used_steps)} network evaluations per sample")
+    print(f"{which}, {used_steps} steps: {pipeline.cost(used, used_steps)}")
     if x.ndim == 2:  # points (N, D), not images
         arrays = {"points": x.float().cpu().numpy()}
     else:

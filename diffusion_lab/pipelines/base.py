@@ -23,6 +23,7 @@ from diffusion_lab.pipelines.samplers import (
     SCHEDULERS,
     check_eta,
     check_fits,
+    get_sampler,
     make_scheduler,
     plan_sampler,
 )
@@ -113,6 +114,10 @@ class DiffusionPipeline:
         """The sampler and steps a call with these arguments uses: None means the pipeline's default."""
         return (self.default_sampler if sampler is None else sampler,
                 self.default_steps if steps is None else steps)
+
+    def cost(self, sampler: str, steps: int) -> str:
+        """What one sample costs with this sampler and number of steps, in words (the CLI prints it)."""
+        return f"{get_sampler(sampler).nfe(steps)} network evaluations per sample"
 
     def __call__(self, num: int, *, sampler: str | None = None, steps: int | None = None, eta: float = 0.0,
                  seed: int = 0, callback: Callback | None = None, batch_size: int = 256,

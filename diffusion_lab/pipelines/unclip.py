@@ -188,6 +188,11 @@ class UnCLIPPipeline:
         """The decoder's sampler and steps for these arguments (None: DDIM, 50)."""
         return (self.default_sampler if sampler is None else sampler, self.default_steps if steps is None else steps)
 
+    def cost(self, sampler: str, steps: int) -> str:
+        """What one picture costs: the decoder's steps, between the prior's and the upsampler's."""
+        return (f"{steps} decoder evaluations per picture, after {PRIOR_STEPS} of the prior and before "
+                f"{UPSAMPLER_STEPS} of the upsampler")
+
     def image_variations(self, image: torch.Tensor, n: int, *, steps: int = 50, guidance_scale: float = 3.0,
                          seed: int = 0, upscale: bool = True) -> torch.Tensor:
         """``n`` new pictures of one picture's CLIP embedding (3, H, W): what CLIP kept of it stays, the rest
