@@ -117,28 +117,6 @@ def test_text_encoder_ignores_padding():
     torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("causal", [True, False])
-def test_a_causal_encoder_reads_only_the_tokens_before(causal):
-    """Causal (as CLIP's): token i's vector depends on tokens 0..i only, so <start> knows nothing of the prompt;
-    the default reads the whole caption from every token."""
-    torch.manual_seed(0)
-    enc = TextEncoder(TextEncoderConfig(caption_vocabulary(), width=16, depth=2, num_heads=2, causal=causal))
-    ids = enc.tokenizer.encode(["a small red circle in the top left", "a small red circle in the bottom left"])
-    out = enc(ids)  # the prompts differ first at token 7 (top / bottom)
-    before = (out[0, :7] - out[1, :7]).abs().max().item()
-    assert (before == 0) if causal else (before > 1e-3)
-    assert (out[0, 7:9] - out[1, 7:9]).abs().amax(dim=-1).min() > 1e-3
-    assert torch.isfinite(out).all()
-
-
-def test_checkpoints_saved_before_causal_load_as_bidirectional():
-    config = dataclasses.asdict(TextEncoderConfig(caption_vocabulary()))
-    del config["causal"]  # a JSON written before the field existed
-    assert TextEncoderConfig(**config).causal is False
-    with pytest.raises(ValueError, match="causal must be True or False"):
-        TextEncoderConfig(caption_vocabulary(), causal="yes")
-
-
 @pytest.mark.parametrize("ids, error, message", [
     (torch.zeros(2, 5, dtype=torch.long), ValueError, r"ids must be \(B, 12\)"),
     (torch.zeros(2, 12), TypeError, "integer token ids"),

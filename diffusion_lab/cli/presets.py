@@ -157,12 +157,10 @@ def _presets() -> dict[str, Preset]:
                            "design and recipe on the training scenes, tiny_sd's first stage (chapter 11)"),
         Preset("tiny_sd", "latent_text_unet",
                # the chapter-06 text U-Net over 4x16x16 latents: channels (32, 64, 128) at 16, 8 and 4, cross-attention
-               # at 16 and 8 (256 and 64 queries against 12 tokens), 2.1 M parameters; a causal text encoder, as CLIP's:
-               # with a bidirectional one the U-Net learnt to read <start> alone (a one-vector summary of the caption)
-               # and, that way, never learnt top from bottom (TextEncoderConfig.causal)
+               # at 16 and 8 (256 and 64 queries against 12 tokens), 2.1 M parameters
                TextUNetConfig(dataclasses.replace(UNetConfig.shapes_text(context_dim=64), in_channels=4, out_channels=4,
                                                   image_size=16, channel_mults=(1, 2, 4)),
-                              TextEncoderConfig(scene_vocabulary(), width=64, causal=True)),
+                              TextEncoderConfig(scene_vocabulary(), width=64)),
                TrainConfig(steps=TINY_SD_STEPS, batch_size=64, lr=5e-4, cond_drop_prob=0.1,
                            cooldown_steps=TINY_SD_STEPS // 4, checkpoint_every=250, mixed_precision=True),
                data="scenes", autoencoder="scenes64_autoencoder", conditional=True, float16=True,
@@ -173,7 +171,7 @@ def _presets() -> dict[str, Preset]:
                TextUNetConfig(UNetConfig(in_channels=4, out_channels=4, image_size=16, base_channels=16,
                                          channel_mults=(1, 2), num_groups=4, num_heads=2, mid_attention=False,
                                          cross_attention_resolutions=(8,), context_dim=32),
-                              TextEncoderConfig(scene_vocabulary(), width=32, depth=1, num_heads=2, causal=True)),
+                              TextEncoderConfig(scene_vocabulary(), width=32, depth=1, num_heads=2)),
                TrainConfig(steps=20, batch_size=16, cond_drop_prob=0.1, checkpoint_every=10, log_every=5),
                data="scenes_tiny", autoencoder="scenes64_autoencoder", conditional=True,
                description="a few seconds of tiny_sd's recipe on 256 scenes' latents, for tests (chapter 11)"),

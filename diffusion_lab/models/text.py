@@ -136,13 +136,7 @@ class Tokenizer:
 @dataclass(frozen=True)
 class TextEncoderConfig:
     """A small transformer over the tokens of ``vocabulary`` (the words of the data set's captions, passed
-    in: e.g. ``data.shapes.caption_vocabulary()``): ``depth`` blocks of width ``width``.
-
-    ``causal``: each token reads only itself and the tokens before it, as CLIP's text encoder (and so Stable
-    Diffusion's) does. Then <start>, always first, knows nothing of the prompt. Without it (the default) every
-    token reads the whole caption, and a U-Net trained jointly with the encoder can learn to read <start> alone,
-    a summary of the caption in one constant place: measured on tiny_sd and shapes_text, whose cross-attention put
-    all its weight on <start> (chapter 11)."""
+    in: e.g. ``data.shapes.caption_vocabulary()``): ``depth`` blocks of width ``width``."""
 
     vocabulary: tuple[str, ...]
     max_length: int = 12
@@ -151,12 +145,9 @@ class TextEncoderConfig:
     num_heads: int = 4
     mlp_ratio: int = 4
     dropout: float = 0.0
-    causal: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "vocabulary", tuple(self.vocabulary))
-        if not isinstance(self.causal, bool):
-            raise ValueError(f"TextEncoderConfig.causal must be True or False, got {self.causal!r}")
         for name in ("max_length", "width", "depth", "num_heads", "mlp_ratio"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -182,12 +173,11 @@ class TransformerBlock(nn.Module):
                                  nn.Linear(mlp_ratio * width, width), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, L, D), mask (B, L) or (B, L, L) bool (True = may be read) -> (B, L, D)."""
+        """x (B, L, D), mask (B, L) bool (True = real token) -> (B, L, D)."""
         B, L, D = x.shape
         nh = self.num_heads
         q, k, v = self.qkv(self.ln_1(x)).view(B, L, 3, nh, D // nh).permute(2, 0, 3, 1, 4)  # each (B, nh, L, hs)
-        attn_mask = mask[:, None, None, :] if mask.ndim == 2 else mask[:, None]  # (B, 1, 1 or L, L)
-        h = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, nh, L, hs)
+        h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])  # (B, nh, L, hs)
         x = x + self.proj(h.transpose(1, 2).reshape(B, L, D))
         return x + self.mlp(self.ln_2(x))  # (B, L, D)
 
@@ -224,9 +214,6 @@ class TextEncoder(nn.Module):
             raise ValueError(f"token ids must lie in [0, {len(self.tokenizer) - 1}], "
                              f"got values in [{int(ids.min())}, {int(ids.max())}]")
         mask = self.tokenizer.mask(ids)  # (B, L)
-        if self.config.causal:  # token i reads tokens j <= i (never padding): (B, L, L)
-            mask = mask[:, None, :] & torch.ones(ids.shape[1], ids.shape[1], dtype=torch.bool,
-                                                 device=ids.device).tril()
         x = self.token_embed(ids) + self.pos_embed  # (B, L, D)
         for block in self.blocks:
             x = block(x, mask)
