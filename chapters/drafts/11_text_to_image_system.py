@@ -286,6 +286,9 @@ for system, split, row in ([("tiny_sd", k, v) for k, v in quality["binding"]["ti
 probe = ["a red circle to the left of a blue square", "a yellow triangle above a purple cross"]
 with record_cross_attention(pipe.model) as recorded:
     probe_pictures = pipe(prompt=probe, generator=torch.Generator().manual_seed(3)).cpu()
+# Guidance runs the model on [empty prompt; prompt] as one batch of 2B: keep the prompt's half of every call.
+# (Read the first half by mistake and every pixel seems to read <start> alone, the only token of "".)
+recorded = {name: [w[len(w) // 2:] for w in calls] for name, calls in recorded.items()}
 maps = token_maps(recorded, size=64)  # (2, L, 64, 64): each word's weight at each pixel
 labels = token_labels(pipe.model.encode_prompts(probe).cpu(), pipe.model.tokenizer)
 fig = show_word_maps(probe_pictures, labels, maps, skip=["<start>"], scale=1.1)
