@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from diffusion_lab.data.scenes import make_scenes
 from diffusion_lab.data.shapes import combinations, render
 from diffusion_lab.judges.binding import binding_accuracy
-from diffusion_lab.judges.metrics import attribute_accuracy, diversity
+from diffusion_lab.judges.metrics import attribute_accuracy, diversity, share_at_limits
 from diffusion_lab.pipelines.registry import load_pipeline
 from diffusion_lab.pipelines.text_to_image import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS, TinySDPipeline
 from diffusion_lab.pretrained import load_pretrained
@@ -72,12 +72,6 @@ def at_32(pictures: torch.Tensor) -> torch.Tensor:
     return pictures if pictures.shape[-1] == 32 else F.interpolate(pictures, size=(32, 32), mode="area")
 
 
-def at_limits(pictures: torch.Tensor) -> float:
-    """The share of colour values at 0 or 255 once the pictures (N, 3, H, W) in [-1, 1] are stored as uint8."""
-    u8 = ((pictures.clamp(-1, 1) + 1) * 127.5).round()
-    return float(((u8 == 0) | (u8 == 255)).float().mean())
-
-
 def one_shape(draw: Draw, scorer: torch.nn.Module, split: str, seed: int, w: float,
               threshold: float | None = None, every: int = 1, with_diversity: bool = False) -> dict:
     attributes = combinations(split)[::every]
@@ -85,7 +79,7 @@ def one_shape(draw: Draw, scorer: torch.nn.Module, split: str, seed: int, w: flo
     start = time.perf_counter()
     pictures = draw(prompts, seed, w, threshold)
     row = {**attribute_accuracy(scorer, at_32(pictures), torch.tensor([a.indices() for a in attributes])),
-           "at_limits": at_limits(pictures), "n": len(prompts)}
+           "at_limits": share_at_limits(pictures), "n": len(prompts)}
     if with_diversity:  # 8 pictures of each of 10 prompts
         few = attributes[::len(attributes) // 10][:10]
         row["diversity"] = sum(diversity(draw([a.caption()] * 8, seed + 1 + i, w, threshold))
@@ -107,7 +101,7 @@ def binding(draw: Draw, scorer: torch.nn.Module, n: int, seed: int, w: float) ->
 def real_at_limits(every: int) -> float:
     attributes = combinations("train")[::every]
     pictures = torch.stack([torch.from_numpy(render(a, 64)) for a in attributes]).permute(0, 3, 1, 2)
-    return at_limits(pictures.float() / 127.5 - 1)
+    return share_at_limits(pictures.float() / 127.5 - 1)
 
 
 def main() -> None:

@@ -63,3 +63,16 @@ def test_classifier_scores_have_the_right_shapes():
     assert fid(clf, images, images) == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="expects images shaped"):
         class_probabilities(clf, torch.zeros(2, 3, 28, 28))
+
+
+def test_share_at_limits_counts_values_stored_as_0_or_255():
+    from diffusion_lab.judges.metrics import share_at_limits
+
+    x = torch.zeros(2, 3, 4, 4)
+    assert share_at_limits(x) == 0.0
+    x[0, 0] = 1.0  # one channel of one picture white: 16 of 96 values
+    x[1, 2, 0, 0] = -3.0  # beyond the range: clipped to 0 when stored
+    assert share_at_limits(x) == pytest.approx(17 / 96)
+    assert share_at_limits(torch.full((1, 3, 2, 2), 0.997)) == 1.0  # 254.6 rounds to 255
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        share_at_limits(torch.zeros(3, 4, 4))

@@ -94,7 +94,7 @@ from diffusion_lab.data.shapes import combinations
 from diffusion_lab.exercises import check_dynamic_threshold, check_inpaint_blend, check_latent_mask
 from diffusion_lab.guidance import classifier_free_guidance
 from diffusion_lab.judges.binding import binding_accuracy
-from diffusion_lab.judges.metrics import attribute_accuracy
+from diffusion_lab.judges.metrics import attribute_accuracy, share_at_limits
 from diffusion_lab.latent import decode
 from diffusion_lab.models import count_parameters
 from diffusion_lab.models.attention import record_cross_attention
@@ -339,11 +339,6 @@ sweep_wanted = torch.tensor([by_caption[p].indices() for p in sweep_prompts])
 scorer = load_pretrained("shapes_scorer", device=device).model  # chapter 06's judge, reads 32 x 32
 
 
-def at_limits(x: torch.Tensor) -> float:
-    u8 = ((x.clamp(-1, 1) + 1) * 127.5).round()
-    return float(((u8 == 0) | (u8 == 255)).float().mean())
-
-
 sweep_rows = []
 for w in sweep_ws:
     for threshold in (None, 99.5):
@@ -352,7 +347,7 @@ for w in sweep_ws:
         sweep_rows.append((w, threshold, x))
         right = attribute_accuracy(scorer, F.interpolate(x, size=32, mode="area"), sweep_wanted)["all"]
         print(f"w = {w:>4g} {'thresholded' if threshold else 'plain      '}: all four right {right:.0%}, "
-              f"at the limits {at_limits(x):.1%}")
+              f"at the limits {share_at_limits(x):.1%}")
 fig = show_images(torch.cat([x for _, _, x in sweep_rows]), nrow=len(sweep_prompts) * 2, scale=1.0,
                   suptitle="rows: w = " + ", ".join(f"{w:g}" for w in sweep_ws)
                            + "; in each row plain (left half) then thresholded (right half)")

@@ -131,6 +131,18 @@ def attribute_accuracy(scorer: nn.Module, images: torch.Tensor, wanted: torch.Te
     return scores
 
 
+def share_at_limits(images: torch.Tensor) -> float:
+    """How blown out pictures are: the share of their colour values at 0 or 255 once stored as uint8.
+
+    ``images`` (N, C, H, W) in [-1, 1] (values beyond are clipped, as saving clips them). Strong guidance drives
+    this up (chapter 11's guidance sweep); real pictures of the shapes scenes have none.
+    """
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise ValueError(f"need pictures shaped (N, C, H, W), got {tuple(getattr(images, 'shape', ()))}")
+    u8 = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round()
+    return float(((u8 == 0) | (u8 == 255)).float().mean())
+
+
 def mean_pairwise_distance(vectors: torch.Tensor) -> float:
     """Mean Euclidean distance ||v_i - v_j|| over all N (N - 1) / 2 pairs i < j of ``vectors`` (N, F), in float64."""
     if not isinstance(vectors, torch.Tensor) or vectors.ndim != 2:
