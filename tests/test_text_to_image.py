@@ -3,6 +3,7 @@ tiny random checkpoints: both call styles agree, determinism, negative prompts, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -14,12 +15,13 @@ from tiny_sd_checkpoints import AUTOENCODER, write_autoencoder, write_tiny_sd
 from diffusion_lab.cli import presets
 from diffusion_lab.cli.commands import build_model, sample_command, train_command
 from diffusion_lab.cli.presets import get_preset, load_training_data, noise_schedule
-from diffusion_lab.data.scenes import make_scenes
+from diffusion_lab.data.scenes import make_scenes, scene_vocabulary
 from diffusion_lab.latent import decode, encode
 from diffusion_lab.models.autoencoder import AutoencoderConfig
+from diffusion_lab.models.clip import CLIP, CLIPConfig
 from diffusion_lab.pipelines import generate, load_pipeline
 from diffusion_lab.pipelines.text_to_image import TinySDPipeline
-from diffusion_lab.pretrained import CheckpointError, load_pretrained
+from diffusion_lab.pretrained import CheckpointError, load_pretrained, read_manifest, save_pretrained
 from diffusion_lab.sampling import DDIMScheduler, repaint
 from diffusion_lab.sampling.thresholding import dynamic_threshold, dynamic_thresholding, measure_latent_range
 from diffusion_lab.schedules import NoiseSchedule
@@ -292,6 +294,37 @@ def test_tiny_latent_text_trains_on_encoded_scenes_and_samples(tmp_path, monkeyp
     out = sample_command("tiny_latent_text", num=2, prompt=PROMPT, steps=2, guidance_scale=2.0,
                          out=tmp_path / "x.npz")
     assert np.load(out)["images"].shape == (2, 64, 64, 3)
+
+
+def test_a_borrowed_text_encoder_is_copied_in_frozen_stays_frozen_and_is_recorded(tmp_path, monkeypatch):
+    """tiny_sd's recipe: a CLIP's text encoder read through, never trained (Stable Diffusion's arrangement)."""
+    data = tmp_path / "data"
+    write_autoencoder(data / "checkpoints")
+    torch.manual_seed(3)
+    clip = CLIP(CLIPConfig.tiny(scene_vocabulary()))
+    save_pretrained("tiny_clip", clip, clip.config, kind="clip", schedule=None, made_by={}, root=data / "checkpoints")
+    monkeypatch.setenv("DIFFUSION_LAB_DATA", str(data))
+    monkeypatch.setenv("DIFFUSION_LAB_DEVICE", "cpu")
+    tiny = get_preset("tiny_latent_text")
+    config = dataclasses.replace(tiny.model_config, text=clip.config.text,
+                                 unet=dataclasses.replace(tiny.model_config.unet, context_dim=clip.config.text.width))
+    preset = dataclasses.replace(tiny, name="borrowing", model_config=config, text_encoder="tiny_clip")
+    monkeypatch.setattr("diffusion_lab.cli.commands.get_preset", {"borrowing": preset}.__getitem__)
+    model = build_model(preset)
+    assert not any(p.requires_grad for p in model.text_encoder.parameters())
+    assert all(p.requires_grad for p in model.unet.parameters())
+    train_command("borrowing", steps=3, out=tmp_path / "run", publish=True, progress=False)
+    info = json.loads((data / "checkpoints" / "borrowing.json").read_text())
+    assert info["text_encoder"]["name"] == "tiny_clip"
+    assert info["text_encoder"]["sha256"] == read_manifest(data / "checkpoints")["tiny_clip"]["sha256"][
+        "tiny_clip.safetensors"]
+    trained = load_pretrained("borrowing").model
+    for name, weight in clip.text_encoder.state_dict().items():
+        torch.testing.assert_close(trained.text_encoder.state_dict()[name], weight, msg=name)
+    assert not torch.equal(trained.unet.conv_in.weight, build_model(preset).unet.conv_in.weight)  # the U-Net learnt
+    mismatched = dataclasses.replace(preset, model_config=tiny.model_config)  # width 32 against the CLIP's 16
+    with pytest.raises(ValueError, match="tiny_clip's text encoder .* is not the one this model is built with"):
+        build_model(mismatched)
 
 
 # ----- on a device ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 from diffusion_lab.cli.presets import Preset, build_objective, checkpoint_extra, get_preset, noise_schedule
+from diffusion_lab.cli.training_data import frozen_text_encoder
 from diffusion_lab.config import pick_device, seed_everything
 from diffusion_lab.data.files import atomic_write, check_writable
 from diffusion_lab.pretrained import checkpoints_dir, model_kinds, save_pretrained
@@ -38,8 +39,13 @@ def describe_hardware(device: torch.device) -> str:
 
 
 def build_model(preset: Preset) -> torch.nn.Module:
+    """A fresh model of the preset's kind and config; with ``preset.text_encoder``, it reads prompts through that
+    checkpoint's text encoder, copied in and frozen (``frozen_text_encoder``)."""
     model_cls, _ = model_kinds()[preset.kind]
-    return model_cls(preset.model_config)
+    if preset.text_encoder is None:
+        return model_cls(preset.model_config)
+    return model_cls(preset.model_config, text_encoder=frozen_text_encoder(preset.text_encoder,
+                                                                           preset.model_config.text))
 
 
 def train_command(name: str, *, steps: int | None = None, out: str | Path | None = None, resume: bool = False,

@@ -37,7 +37,9 @@ class Preset:
 
     Chapter 11: an "autoencoder" on "scenes" learns the training scenes' pictures at its ``image_size``; a
     "latent_text_unet" names the ``autoencoder`` whose scaled latents of "scenes" (or "scenes_tiny") it learns,
-    with their captions' token ids as conditions (encoded once, before training)."""
+    with their captions' token ids as conditions (encoded once, before training). Like Stable Diffusion, it may
+    borrow a pretrained text encoder instead of learning its own: ``text_encoder`` names a checkpoint (a CLIP of
+    chapter 10) whose text encoder is copied in and frozen; it must have the model's text config."""
 
     name: str
     kind: str
@@ -52,6 +54,7 @@ class Preset:
     autoencoder: str | None = None
     float16: bool = False
     clip: str | None = None
+    text_encoder: str | None = None
 
     def with_steps(self, steps: int) -> Preset:
         return dataclasses.replace(self, train=dataclasses.replace(self.train, steps=steps))

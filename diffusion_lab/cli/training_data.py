@@ -30,6 +30,7 @@ from diffusion_lab.training import (
 
 if TYPE_CHECKING:
     from diffusion_lab.data.scenes import SceneDataset
+    from diffusion_lab.models.text import TextEncoderConfig
 
 SHAPES_TRAIN_IMAGES = 20_000  # about 90 pictures of each of the 220 training combinations
 SCENES_TRAIN_IMAGES = {"scenes": 20_000, "scenes_tiny": 256}  # half of them of two shapes
@@ -142,6 +143,18 @@ def _clip_data(preset: Preset) -> tuple[torch.Tensor, torch.Tensor]:
     return image_emb, embed_captions(clip, scenes.captions)  # (N, D), (N, D)
 
 
+def frozen_text_encoder(checkpoint: str, text: TextEncoderConfig) -> torch.nn.Module:
+    """The text encoder of ``checkpoint`` (a CLIP), frozen, for a model whose text config is ``text``: Stable
+    Diffusion's way of reading prompts (chapter 11). Raises a ValueError when the two encoders differ."""
+    from diffusion_lab.pretrained import load_pretrained
+
+    encoder = load_pretrained(checkpoint).model.text_encoder.float()
+    if encoder.config != text:
+        raise ValueError(f"{checkpoint}'s text encoder ({encoder.config}) is not the one this model is built with "
+                         f"({text}); give the model {checkpoint}'s TextEncoderConfig")
+    return encoder.requires_grad_(False)
+
+
 def _load_autoencoder(preset: Preset) -> torch.nn.Module:
     from diffusion_lab.pretrained import load_pretrained
 
@@ -153,14 +166,17 @@ def checkpoint_extra(preset: Preset) -> dict:
     latents it learned and their scale s, which its pipeline checks before decoding anything (and, for the latents
     of scenes, their range r, which chapter 11's dynamic thresholding reads); for a model that
     learned from a CLIP's embeddings, that CLIP and its weights' SHA-256, so the DALL-E 2 pipeline can refuse
-    stages trained on different CLIPs."""
+    stages trained on different CLIPs; for a model that borrowed a frozen text encoder, whose it was."""
     from diffusion_lab.pretrained import read_manifest
 
     if preset.clip is not None:
         return {"clip": {"name": preset.clip,
                          "sha256": read_manifest()[preset.clip]["sha256"][f"{preset.clip}.safetensors"]}}
+    borrowed = {} if preset.text_encoder is None else {"text_encoder": {
+        "name": preset.text_encoder,
+        "sha256": read_manifest()[preset.text_encoder]["sha256"][f"{preset.text_encoder}.safetensors"]}}
     if preset.autoencoder is None:
-        return {}
+        return borrowed
 
     autoencoder = _load_autoencoder(preset)
     digest = read_manifest()[preset.autoencoder]["sha256"][f"{preset.autoencoder}.safetensors"]
@@ -171,7 +187,7 @@ def checkpoint_extra(preset: Preset) -> dict:
 
         latents, _ = _scene_latents(preset.autoencoder, SCENES_TRAIN_IMAGES[preset.data], digest)
         latent["latent_range"] = measure_latent_range(latents)
-    return {"latent": latent}
+    return {"latent": latent, **borrowed}
 
 
 def noise_schedule(preset: Preset) -> NoiseSchedule | None:

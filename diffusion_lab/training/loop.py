@@ -122,7 +122,8 @@ def fit(model: nn.Module, objective: Objective, config: TrainConfig, *, out_dir:
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
     objective = objective.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # not a frozen, borrowed text encoder
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     state = TrainState(model, EMA(model, config.ema_decay), optimizer, torch.Generator().manual_seed(config.seed))
     state.total_steps = config.steps
     state.precision = choose_precision(device, config.mixed_precision)
