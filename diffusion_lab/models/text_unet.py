@@ -2,11 +2,11 @@
 
     eps_theta(x_t, t, prompt) = UNet(x_t, t, context = TextEncoder(tokenizer(prompt)))
 
-This is Stable Diffusion's arrangement in miniature, with one difference: Stable Diffusion takes
-CLIP's text encoder pretrained and frozen, while here the small encoder of ``text.py`` learns from
-scratch beside the U-Net (the 20-word shapes captions need nothing bigger). Any encoder with the same
-interface (``tokenizer``, ``dim``, ``forward(ids) -> (B, L, dim)``) can be swapped in with
-``TextUNet(config, text_encoder=...)``; freeze it with ``requires_grad_(False)`` to train as SD does.
+This is Stable Diffusion's arrangement in miniature. Chapter 06's ``shapes_text`` learns the small encoder of
+``text.py`` from scratch beside the U-Net; chapter 11's ``tiny_sd`` does as Stable Diffusion does and takes a
+CLIP's text encoder (chapter 10's ``clip_scenes``) pretrained and frozen. Any encoder with the same interface
+(``tokenizer``, ``dim``, ``forward(ids) -> (B, L, dim)``) can be passed in with
+``TextUNet(config, text_encoder=...)``; a preset's ``text_encoder`` does that, frozen, for training.
 
 The condition passed around by training and sampling is the token ids (B, L): they batch, index and
 concatenate like class labels, and the empty prompt's ids are the null condition ∅ of guidance.
