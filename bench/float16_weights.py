@@ -1,4 +1,4 @@
-"""Do the float16 weights of chapter 08's checkpoints measure the same as the float32 weights they came from?
+"""Do the float16 weights of chapter 08's (and 11's) checkpoints measure the same as the float32 weights they came from?
 
 The course stores new weights in float16 (half the bytes) only where the samples measure the same. This
 compares each shipped float16 checkpoint with the float32 weights of its training run (the EMA weights in
@@ -8,7 +8,10 @@ compares each shipped float16 checkpoint with the float32 weights of its trainin
 - ``shapes64_autoencoder``: reconstructions of 500 generated 64x64 shapes (mean |error|);
 - ``scenes64_autoencoder`` (chapter 11): reconstructions of 500 64x64 scenes of one or two shapes;
 - ``mnist_latent``: ``--num`` DDIM-50 samples from the same seed (recognised share, FID) and how far the
-  two sets of pictures are apart.
+  two sets of pictures are apart;
+- ``tiny_sd`` (chapter 11): one picture for each of the 220 one-shape training prompts (DDIM 25, w = 4, the
+  same seeds), the share the ``shapes_scorer`` reads with all four attributes right, and how far the two sets
+  of pictures are apart.
 
 ``mnist`` and ``mnist_cond`` (chapters 04 and 07) shipped in float32 before the course stored weights in
 float16; their float32 files live on in git (``--float32-from``, the last commit that held them). Each is
@@ -32,14 +35,16 @@ import subprocess
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load as load_safetensors
 
 from diffusion_lab.data import mnist_tensors
 from diffusion_lab.data.scenes import make_scenes
-from diffusion_lab.data.shapes import make_shapes
-from diffusion_lab.judges.metrics import class_probabilities, fid, recognised_fraction
+from diffusion_lab.data.shapes import combinations, make_shapes
+from diffusion_lab.judges.metrics import attribute_accuracy, class_probabilities, fid, recognised_fraction
 from diffusion_lab.latent import decode, encode
 from diffusion_lab.pipelines import load_pipeline
+from diffusion_lab.pipelines.text_to_image import TinySDPipeline
 from diffusion_lab.pretrained import load_pretrained
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -66,7 +71,7 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=500)
     parser.add_argument("--names", nargs="+", default=["mnist_autoencoder", "shapes64_autoencoder", "mnist_latent"],
                         choices=["mnist_autoencoder", "shapes64_autoencoder", "scenes64_autoencoder", "mnist_latent",
-                                 *FLOAT32_FROM],
+                                 "tiny_sd", *FLOAT32_FROM],
                         help="which checkpoints to compare (default: the three trained in float16's time)")
     args = parser.parse_args()
     judge = load_pretrained("mnist_classifier").model
@@ -85,6 +90,8 @@ def main() -> None:
             compare_64_autoencoder(name, args.runs, rows)
     if "mnist_latent" in args.names:
         compare_mnist_latent(args.runs, args.num, judge, digits, rows)
+    if "tiny_sd" in args.names:
+        compare_tiny_sd(args.runs, rows)
     for name in FLOAT32_FROM:
         if name in args.names:
             compare_rounded(name, args.num, judge, digits, rows)
@@ -141,6 +148,25 @@ def compare_mnist_latent(runs: Path, num: int, judge: torch.nn.Module, digits: t
                     f"{recognised_fraction(probs):.1%}, FID {fid(judge, samples[label], digits):.2f} |")
     gap = (samples["float16"] - samples["float32"]).abs()
     rows.append(f"| mnist_latent, float16 vs float32 | same seed: mean abs pixel difference {float(gap.mean()):.4f}, "
+                f"largest {float(gap.max()):.3f} |")
+
+
+def compare_tiny_sd(runs: Path, rows: list[str]) -> None:
+    """tiny_sd's float16 and float32 weights on the 220 one-shape training prompts, one picture each."""
+    pipeline = TinySDPipeline.from_pretrained("tiny_sd", device="cpu")
+    scorer = load_pretrained("shapes_scorer").model
+    attributes = combinations("train")
+    prompts, wanted = [a.caption() for a in attributes], torch.tensor([a.indices() for a in attributes])
+    pictures = {}
+    for label, model in (("float16", pipeline.model), ("float32", float32_twin("tiny_sd", runs))):
+        pipeline.model = model
+        pictures[label] = torch.cat([pipeline(prompt=prompts[i:i + 64], generator=torch.Generator().manual_seed(i))
+                                     for i in range(0, len(prompts), 64)])  # DDIM 25, w = 4: the defaults
+        right = attribute_accuracy(scorer, F.interpolate(pictures[label], size=32, mode="area"), wanted)["all"]
+        rows.append(f"| tiny_sd, {label} | {len(prompts)} one-shape prompts, DDIM 25, w = 4: all four right "
+                    f"{right:.1%} |")
+    gap = (pictures["float16"] - pictures["float32"]).abs()
+    rows.append(f"| tiny_sd, float16 vs float32 | same seeds: mean abs pixel difference {float(gap.mean()):.4f}, "
                 f"largest {float(gap.max()):.3f} |")
 
 
