@@ -106,8 +106,8 @@ plt.show()
 # | system | who, when | the idea that matters | where you build it |
 # |---|---|---|---|
 # | **DALL·E 2** | OpenAI, 2022 | Text goes through CLIP's text encoder; a *prior* turns that text embedding into an image embedding; a diffusion *decoder* turns the image embedding into a 64×64 picture; two diffusion *upsamplers* take it to 1024×1024 ("unCLIP", Ramesh et al. 2022). | chapter 10 |
-# | **Stable Diffusion** | CompVis, Stability AI and Runway, 2022 | *Latent* diffusion (Rombach et al. 2022): an autoencoder squeezes a 512×512 image into a 64×64×4 latent, the U-Net denoises there (far cheaper), and reads the prompt's CLIP token vectors through cross-attention; classifier-free guidance sharpens prompt-following. Its weights are public. | chapters 06–08, 10 |
-# | **Midjourney** | Midjourney, Inc., 2022 | A closed model (its architecture is not published) behind a simple loop: `/imagine` a prompt, get a grid of four, then upscale or ask for variations of the one you like. | chapter 10 |
+# | **Stable Diffusion** | CompVis, Stability AI and Runway, 2022 | *Latent* diffusion (Rombach et al. 2022): an autoencoder squeezes a 512×512 image into a 64×64×4 latent, the U-Net denoises there (far cheaper), and reads the prompt's CLIP token vectors through cross-attention; classifier-free guidance sharpens prompt-following. Its weights are public. | chapters 06–08, 11 |
+# | **Midjourney** | Midjourney, Inc., 2022 | A closed model (its architecture is not published) behind a simple loop: `/imagine` a prompt, get a grid of four, then upscale or ask for variations of the one you like. | chapter 11 |
 #
 # Underneath the published systems are the same pieces, and each has its chapter: the noising process (01–02),
 # a U-Net denoiser (03), the training objective (04), samplers (05), text conditioning (06) and
@@ -130,7 +130,7 @@ plt.show()
 # | 10 | CLIP and DALL·E 2 | a small CLIP, a diffusion prior, a decoder from image embeddings |
 # | 11 | your own text-to-image system | a mini Stable Diffusion and a Midjourney-style `/imagine` loop |
 #
-# Chapters 00–08 are ready; the rest are being written and will appear in `chapters/` in order.
+# Chapters 00–08, 10 and 11 are ready; chapter 09 is being written and will appear in `chapters/`.
 #
 # ## 4. Set-up check
 #
