@@ -91,7 +91,8 @@ def speed(device, steps: int) -> dict:
     for name, preset, data in (("mnist", pixel, images), ("mnist_latent", latent, latents)):
         seed_everything(0)
         model = UNet(preset.model_config)
-        rate = training_rate(model, DiffusionObjective(schedule, data), preset.train, steps, device)
+        objective = DiffusionObjective(schedule, data, snr_gamma=preset.snr_gamma)  # as the preset trains
+        rate = training_rate(model, objective, preset.train, steps, device)
         shape = (preset.model_config.in_channels, preset.model_config.image_size, preset.model_config.image_size)
         per_image = sampling_seconds(model, shape, 100, device, autoencoder if name == "mnist_latent" else None)
         out[name] = {"train_images_per_s": rate, "sample_ms_per_image": 1000 * per_image,

@@ -35,6 +35,7 @@ from diffusion_lab.training import (
     fit,
     learning_rate,
 )
+from diffusion_lab.training.diffusion import min_snr_weight
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,6 +126,27 @@ def test_diffusion_loss_equals_hand_computation():
     expected_y = (pred + y.double().view(-1, 1, 1) - eps.double()).pow(2).mean(dim=(1, 2))
     loss_y = diffusion_loss(Affine(), sched, x0, t, eps, cond=y)
     torch.testing.assert_close(loss_y.double(), expected_y, rtol=1e-5, atol=1e-6)
+
+
+def test_min_snr_weight_by_hand_and_in_the_objective():
+    sched = NoiseSchedule.from_name("cosine", 1000)
+    t = torch.tensor([0, 100, 250, 500, 999])
+    abar = sched.alpha_bars.double()[t]
+    snr = abar / (1 - abar)
+    expected = torch.minimum(snr, torch.full_like(snr, 5.0)) / snr  # Hang et al. 2023, for the noise prediction
+    torch.testing.assert_close(min_snr_weight(sched, t, 5.0).double(), expected, rtol=1e-5, atol=1e-7)
+    assert min_snr_weight(sched, t, 5.0)[-1] == 1.0 and min_snr_weight(sched, t, 5.0)[0] < 1e-3
+
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(5, 2, 3, generator=gen)
+    batch = {"x0": x0, "t": t, "eps": torch.randn(5, 2, 3, generator=gen)}
+    plain = DiffusionObjective(sched, x0).loss(Affine(), batch)
+    weighted = DiffusionObjective(sched, x0, snr_gamma=5.0)
+    torch.testing.assert_close(weighted.loss(Affine(), batch), plain * min_snr_weight(sched, t, 5.0))
+    assert weighted.describe()["snr_gamma"] == 5.0 and "snr_gamma" not in DiffusionObjective(sched, x0).describe()
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="snr_gamma must be > 0"):
+            DiffusionObjective(sched, x0, snr_gamma=bad)
 
 
 @pytest.mark.parametrize("bad_model", [lambda xt, t: xt[:, :1], lambda xt, t: xt.flatten(1)])

@@ -98,7 +98,7 @@ def _presets() -> dict[str, Preset]:
                                                                   image_size=8),
                TrainConfig(steps=MNIST_LATENT_STEPS, batch_size=128, lr=5e-4, cooldown_steps=3000,
                            checkpoint_every=250),  # float32: at 8 x 8, bf16 autocast is slower on a CPU
-               data="mnist", autoencoder="mnist_autoencoder", float16=True,
+               data="mnist", autoencoder="mnist_autoencoder", float16=True, snr_gamma=5.0,
                description="unconditional MNIST in mnist_autoencoder's latent space, the mnist U-Net's widths"),
         Preset("shapes64_autoencoder", "autoencoder", AutoencoderConfig.shapes64(),
                first_stage(SHAPES64_AUTOENCODER_STEPS, batch_size=32),

@@ -21,7 +21,8 @@ class Preset:
 
     Chapter 08: ``kl_weight`` weighs an autoencoder's KL term; a latent model names the ``autoencoder``
     checkpoint whose scaled latents of ``data`` it learns (encoded once, before training). ``float16``
-    stores the published weights in half precision.
+    stores the published weights in half precision. ``snr_gamma`` weighs a noise-predicting model's loss with
+    Min-SNR-gamma (``training.diffusion.min_snr_weight``; None: DDPM's plain average).
 
     Chapter 09: a "flow_unet" learns flow matching's velocity (``FlowMatchingObjective``) instead of the noise,
     and has no noise schedule (``schedule`` and ``T`` are not used).
@@ -53,6 +54,7 @@ class Preset:
     kl_weight: float = 0.0
     autoencoder: str | None = None
     float16: bool = False
+    snr_gamma: float | None = None
     clip: str | None = None
     text_encoder: str | None = None
 

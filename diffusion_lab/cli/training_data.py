@@ -227,4 +227,4 @@ def build_objective(preset: Preset, model: torch.nn.Module) -> Objective:
     if preset.kind == "regression_prior":
         return RegressionPriorObjective(labels, data)
     null = model.null_condition(1)[0] if preset.conditional else None  # () the null class, (L,) the empty prompt
-    return DiffusionObjective(schedule, data, labels, null)
+    return DiffusionObjective(schedule, data, labels, null, snr_gamma=preset.snr_gamma)

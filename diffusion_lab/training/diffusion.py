@@ -3,6 +3,7 @@
     1. draw x_0 from the data, a step t ~ U{0..T-1} and noise eps ~ N(0, I) per sample
     2. x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps            (the closed form, chapter 01)
     3. loss = || eps - eps_theta(x_t, t, cond) ||^2, averaged over pixels   (Ho et al. 2020, eq. 14)
+    4. optionally weighted by min(SNR(t), gamma) / SNR(t)                   (Min-SNR-gamma, Hang et al. 2023)
 
 With conditions, a share ``cond_drop_prob`` of them is replaced by the null condition ∅ (the null
 class, the empty prompt), so the same network also learns the unconditional model that
@@ -33,6 +34,16 @@ def diffusion_loss(model: Callable[..., torch.Tensor], schedule: NoiseSchedule, 
         raise ValueError(f"the model returned shape {tuple(eps_pred.shape)}, expected {tuple(eps.shape)} "
                          f"(one noise prediction per input value)")
     return (eps_pred.float() - eps).pow(2).flatten(1).mean(1)  # (B,)
+
+
+def min_snr_weight(schedule: NoiseSchedule, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma loss weights for the noise-prediction loss (Hang et al. 2023): min(SNR(t), gamma) / SNR(t),
+    (B,) for steps t (B,). 1 where the sample is noisy (SNR <= gamma); gamma / SNR below that, so the nearly clean
+    steps, whose noise is the hardest to see and matters least to the picture, stop dominating the gradient."""
+    if not gamma > 0:
+        raise ValueError(f"snr_gamma must be > 0 (Hang et al. use 5), got {gamma}")
+    alpha_bar = schedule.alpha_bars[t]  # (B,) where t is: no host round trip per training step
+    return (gamma * (1 - alpha_bar) / alpha_bar).clamp(max=1.0)  # gamma / SNR(t), at most 1
 
 
 @torch.no_grad()
@@ -70,15 +81,19 @@ class DiffusionObjective(Objective):
     prompt token ids or (N, D) float embeddings (chapter 10's CLIP image embeddings), or None for an
     unconditional model. null_cond: what condition dropout swaps in,
     one condition shaped like cond[0] (``model.null_condition(1)[0]``); needed when
-    ``TrainConfig.cond_drop_prob`` > 0.
+    ``TrainConfig.cond_drop_prob`` > 0. snr_gamma: weigh each sample's loss by ``min_snr_weight`` (None: the
+    plain average, DDPM's "simple" loss).
     """
 
     schedule: NoiseSchedule
     x0: torch.Tensor
     cond: torch.Tensor | None = None
     null_cond: torch.Tensor | int | None = None
+    snr_gamma: float | None = None
 
     def __post_init__(self) -> None:
+        if self.snr_gamma is not None:
+            min_snr_weight(self.schedule, torch.zeros(1, dtype=torch.int64), self.snr_gamma)  # checks gamma
         check_finite_data(check_float_tensor(self.x0, "x0"), "the training data x0")  # once, before training
         n = len(self.x0)
         if self.cond is not None and not (self.cond.shape[:1] == (n,) and (
@@ -95,7 +110,8 @@ class DiffusionObjective(Objective):
                                  f"got {tuple(self.null_cond.shape)}")
 
     def describe(self) -> dict:
-        return {"data_shape": list(self.x0.shape), "schedule": self.schedule.name, "T": self.schedule.T}
+        out = {"data_shape": list(self.x0.shape), "schedule": self.schedule.name, "T": self.schedule.T}
+        return out if self.snr_gamma is None else {**out, "snr_gamma": self.snr_gamma}
 
     def to(self, device: torch.device) -> DiffusionObjective:
         return dataclasses.replace(self, schedule=self.schedule.to(device))
@@ -116,7 +132,8 @@ class DiffusionObjective(Objective):
         return batch
 
     def loss(self, model: Callable[..., torch.Tensor], batch: Batch) -> torch.Tensor:
-        return diffusion_loss(model, self.schedule, batch["x0"], batch["t"], batch["eps"], batch.get("cond"))
+        loss = diffusion_loss(model, self.schedule, batch["x0"], batch["t"], batch["eps"], batch.get("cond"))
+        return loss if self.snr_gamma is None else loss * min_snr_weight(self.schedule, batch["t"], self.snr_gamma)
 
     def groups(self, batch: Batch) -> torch.Tensor:
         return batch["t"] * NUM_GROUPS // self.schedule.T  # (B,): which tenth of the steps
