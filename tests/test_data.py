@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -18,7 +19,9 @@ from diffusion_lab.data import (
     TOY_NAMES,
     DataIntegrityError,
     DownloadError,
+    download,
     download_dataset,
+    full_mnist_tensors,
     load_idx_dataset,
     load_mnist,
     load_photo,
@@ -28,7 +31,7 @@ from diffusion_lab.data import (
 )
 from diffusion_lab.data.download import MNIST, DatasetSpec, FileSpec
 from diffusion_lab.data.idx import write_idx
-from diffusion_lab.data.paths import data_dir
+from diffusion_lab.data.paths import CACHE_ENV, data_dir
 from diffusion_lab.data.shapes import HELD_OUT, SHAPES
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -154,6 +157,38 @@ def test_download_verifies_and_loads(served, tmp_path):
     images, labels = load_idx_dataset(spec, "train", root=folder)
     assert images.shape == (6, 28, 28) and labels.tolist() == list(range(6))
     assert not list(folder.glob("*.part")) and not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def _serve_as_mnist(monkeypatch, spec: DatasetSpec, url: str, cache: Path) -> None:
+    """Make "mnist" mean the served fake data set, its cache under ``cache``: the real one is never fetched."""
+    monkeypatch.setitem(download.DATASETS, "mnist", DatasetSpec("mnist", (url,), spec.files))
+    monkeypatch.setenv(CACHE_ENV, str(cache))
+
+
+def test_full_mnist_downloads_once_and_scales_like_the_subset(served, tmp_path, monkeypatch):
+    spec, server, folder = served
+    _serve_as_mnist(monkeypatch, spec, server.url, tmp_path / "cache")
+    x0, labels = full_mnist_tensors("train")
+    raw, _ = load_idx_dataset(spec, "train", root=folder)
+    assert x0.shape == (6, 1, 28, 28) and x0.dtype == torch.float32 and labels.tolist() == list(range(6))
+    assert torch.equal(x0, raw.unsqueeze(1).float() / 127.5 - 1)  # 0 -> -1, 255 -> 1, as mnist_tensors
+    assert (tmp_path / "cache" / "mnist" / "train-images-idx3-ubyte.gz").is_file()
+    n = len(server.requests)
+    assert full_mnist_tensors("test")[0].shape == (3, 1, 28, 28) and len(server.requests) == n  # no new download
+
+
+def test_a_preset_on_full_mnist_trains_on_every_digit(served, tmp_path, monkeypatch):
+    from diffusion_lab.cli.presets import get_preset
+    from diffusion_lab.cli.training_data import load_training_data
+
+    spec, server, _ = served
+    _serve_as_mnist(monkeypatch, spec, server.url, tmp_path / "cache")
+    images, labels = load_training_data(dataclasses.replace(get_preset("tiny"), data="mnist_full"))
+    assert images.shape == (6, 1, 28, 28) and labels is None  # unconditional, as the tiny preset is
+    server.close()
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "empty"))
+    with pytest.raises(DownloadError, match="bundled MNIST subset"):  # offline: says the subset works offline
+        load_training_data(dataclasses.replace(get_preset("tiny"), data="mnist_full"))
 
 
 def test_present_files_are_not_downloaded_again(served, tmp_path):

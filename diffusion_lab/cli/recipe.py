@@ -14,7 +14,8 @@ from diffusion_lab.training import TrainConfig
 
 @dataclass(frozen=True)
 class Preset:
-    """A recipe. ``kind`` is a model kind of ``pretrained.model_kinds()``; ``data`` is "mnist", "shapes"
+    """A recipe. ``kind`` is a model kind of ``pretrained.model_kinds()``; ``data`` is "mnist" (the bundled
+    20,000 training digits), "mnist_full" (all 60,000, downloaded once and checked), "shapes"
     (the training split of the captioned shapes, chapter 06), "shapes_all" (every combination),
     "scene_pairs_all" (two-shape scenes of every pair with their canonical readings, for the "scene_scorer" of
     chapters 10-11) or a 2-D toy's name.

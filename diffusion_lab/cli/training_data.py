@@ -44,7 +44,7 @@ def load_training_data(preset: Preset) -> tuple[torch.Tensor, torch.Tensor | Non
     """The preset's x_0 samples (N, ...) and its labels: (N,) int64 classes for MNIST presets that use
     them, (N, L) int64 caption token ids for "shapes" and the "scenes", (N, 4) attribute indices for "shapes_all",
     (N, 5) canonical readings (``judges.scene_scorer``) for "scene_pairs_all"."""
-    from diffusion_lab.data import make_toy, mnist_tensors
+    from diffusion_lab.data import full_mnist_tensors, make_toy, mnist_tensors
     from diffusion_lab.data.shapes import make_shapes
     from diffusion_lab.latent import encode
     from diffusion_lab.models.text import Tokenizer
@@ -85,8 +85,8 @@ def load_training_data(preset: Preset) -> tuple[torch.Tensor, torch.Tensor | Non
     if preset.data == "shapes_all":
         shapes = make_shapes(SHAPES_TRAIN_IMAGES, size=preset.model_config.image_size, seed=0, split="all")
         return shapes.images, shapes.attribute_indices
-    if preset.data == "mnist":
-        images, labels = mnist_tensors("train")
+    if preset.data in ("mnist", "mnist_full"):  # the bundled 20,000 digits, or all 60,000 (downloaded once)
+        images, labels = mnist_tensors("train") if preset.data == "mnist" else full_mnist_tensors("train")
         if preset.autoencoder is not None:  # latent diffusion: the scaled latents, encoded once
             images = encode(_load_autoencoder(preset), images)
         return images, labels if preset.conditional or preset.kind in ("classifier", "noisy_classifier") else None

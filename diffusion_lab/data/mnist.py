@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from diffusion_lab.data._validate import check_choice, check_int
+from diffusion_lab.data.download import download_dataset, load_idx_dataset
 from diffusion_lab.data.integrity import DataIntegrityError, read_sha256sums, verify_sha256
 from diffusion_lab.data.paths import DATA_ENV, data_dir
 
@@ -83,5 +84,22 @@ def mnist_tensors(
     if n is not None:
         check_int("n", n, low=1, high=len(labels))
         images, labels = images[:n], labels[:n]
-    x0 = images.unsqueeze(1).to(torch.float32) / 127.5 - 1.0  # (N, 1, 28, 28) in [-1, 1]
-    return x0, labels
+    return _to_model_range(images), labels
+
+
+def full_mnist_tensors(split: str = "train", *, root: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """All of MNIST, 60,000 training or 10,000 test digits, scaled as ``mnist_tensors`` scales the subset.
+
+    Downloads the original files once into ``root`` (default ``cache_dir() / "mnist"``), checked against
+    their digests (``download.py``); offline, the ``DownloadError`` says so. Returns float32 (N, 1, 28, 28)
+    in [-1, 1] and int64 (N,). For training runs that want every digit (chapter 09's ``mnist_full``
+    recipes); the chapters themselves use the bundled subset.
+    """
+    folder = download_dataset("mnist", root)
+    images, labels = load_idx_dataset("mnist", split, root=folder)
+    return _to_model_range(images), labels
+
+
+def _to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 28, 28) pixels, 0 = background, to float32 (N, 1, 28, 28) in [-1, 1]."""
+    return images.unsqueeze(1).to(torch.float32) / 127.5 - 1.0
