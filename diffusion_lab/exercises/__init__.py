@@ -61,6 +61,7 @@ from diffusion_lab.exercises.guidance import (  # 07
 from diffusion_lab.exercises.latent import (  # 08
     check_kl_to_standard_normal,
     check_latent_scale,
+    check_min_snr_weight,
     check_reparameterise,
     check_sdedit_start,
 )
@@ -117,6 +118,7 @@ __all__ = [
     "check_reparameterise",
     "check_kl_to_standard_normal",
     "check_latent_scale",
+    "check_min_snr_weight",
     "check_sdedit_start",
     "check_score_from_eps",
     "check_heun_step",

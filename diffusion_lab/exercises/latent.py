@@ -1,4 +1,5 @@
-"""Checks for chapter 08: the reparameterised sample, the KL to N(0, I), the latent scale s, SDEdit's start."""
+"""Checks for chapter 08: the reparameterised sample, the KL to N(0, I), the latent scale s, the Min-SNR weight,
+SDEdit's start."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from diffusion_lab.exercises.core import ExerciseFailed, _call, _compare, _gen, 
 from diffusion_lab.exercises.unet import _as_int
 from diffusion_lab.models.autoencoder import DiagonalGaussian
 from diffusion_lab.sampling.sdedit import sdedit_start
+from diffusion_lab.schedules import NoiseSchedule
+from diffusion_lab.training.diffusion import min_snr_weight
 
 
 def _posterior(seed: int, shape: tuple[int, ...], low: float, high: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,8 +130,44 @@ def check_latent_scale(fn: Callable[[torch.Tensor], Any]) -> None:
     _passed("8.3", "multiplied by s, the latents have unit std, the spread the noise schedule assumes.")
 
 
+def _python_min_hint(err: Exception) -> str | None:
+    if "ambiguous" in str(err):
+        return ("Python's min() compares single numbers; for a tensor of SNRs use torch.clamp(snr, max=gamma) "
+                "or torch.minimum")
+    return None
+
+
+def check_min_snr_weight(fn: Callable[[torch.Tensor, float], Any]) -> None:
+    """8.4: min_snr_weight(alpha_bar, gamma) = min(SNR, gamma) / SNR, SNR = alpha_bar / (1 - alpha_bar): (B,)."""
+    schedule = NoiseSchedule.from_name("cosine", 1000)
+    spread = torch.tensor([0, 10, 100, 250, 400, 550, 700, 999])  # nearly clean to pure noise
+    drawn = torch.randint(0, 1000, (16,), generator=_gen(86))
+    for t, gamma in ((spread, 5.0), (drawn, 1.0), (spread, 20.0)):
+        alpha_bar = schedule.alpha_bars[t].clone()  # (B,)
+        got = _call("8.4", fn, alpha_bar.clone(), gamma, hint=_python_min_hint)
+        snr = alpha_bar / (1 - alpha_bar)
+        root = alpha_bar.sqrt() / (1 - alpha_bar).sqrt()
+        mistakes = {
+            "max instead of min: the weight is at most 1, and below 1 only on the nearly clean steps (SNR > gamma)":
+                torch.clamp(snr, min=gamma) / snr,
+            "that is min(SNR, gamma) itself: divide it by SNR, so the weight is 1 on the noisy steps":
+                torch.clamp(snr, max=gamma),
+            "upside down: the weight is min(SNR, gamma) / SNR, not SNR / min(SNR, gamma)":
+                snr / torch.clamp(snr, max=gamma),
+            "the SNR is upside down: signal over noise is alpha_bar / (1 - alpha_bar)":
+                torch.clamp(1 / snr, max=gamma) * snr,
+            "the SNR compares variances, alpha_bar against 1 - alpha_bar, without square roots":
+                torch.clamp(root, max=gamma) / root}
+        if gamma != 5.0:
+            mistakes["gamma is an argument: use the gamma you are given, not 5"] = torch.clamp(snr, max=5.0) / snr
+        _compare("8.4", got, min_snr_weight(schedule, t, gamma), f"the weight tensor for gamma = {gamma}",
+                 mistakes=mistakes, shape_hint="one weight per sample, the shape of alpha_bar")
+    _passed("8.4", "weight 1 on the noisy steps, gamma / SNR on the nearly clean ones, which no longer dominate the "
+                   "loss.")
+
+
 def check_sdedit_start(fn: Callable[[int, float], Any]) -> None:
-    """8.4: sdedit_start(num_steps, strength) = K - round(strength K), the index of SDEdit's first step."""
+    """8.5: sdedit_start(num_steps, strength) = K - round(strength K), the index of SDEdit's first step."""
     cases = [  # (K, strength): no ties (x.5), and several where int() and round() differ
         (20, 0.33),  # 6.6 steps to run: round 7, int 6
         (50, 1.0),  # a new picture: start at index 0, run every step
@@ -140,11 +179,11 @@ def check_sdedit_start(fn: Callable[[int, float], Any]) -> None:
     ]
     answers = []
     for k, strength in cases:
-        got = _call("8.4", fn, k, strength)
+        got = _call("8.5", fn, k, strength)
         if isinstance(got, float):
-            raise ExerciseFailed("8.4", f"num_steps={k}, strength={strength}: the start is an index, an int, got "
+            raise ExerciseFailed("8.5", f"num_steps={k}, strength={strength}: the start is an index, an int, got "
                                         f"{got!r}; round strength * num_steps to whole steps")
-        answers.append(_as_int("8.4", got, "the start index"))
+        answers.append(_as_int("8.5", got, "the start index"))
     slips = {  # a slip is named only when it explains every answer
         "reversed: that is the number of steps to run; strength 1 (a new picture) starts from index 0, the "
         "noisiest step, and strength 0 from num_steps (no step)": lambda k, s: round(s * k),
@@ -156,14 +195,14 @@ def check_sdedit_start(fn: Callable[[int, float], Any]) -> None:
         want = sdedit_start(k, strength)
         if got != want:
             if not 0 <= got <= k:
-                raise ExerciseFailed("8.4", f"num_steps={k}, strength={strength}: you gave {got}, but the start is "
+                raise ExerciseFailed("8.5", f"num_steps={k}, strength={strength}: you gave {got}, but the start is "
                                             f"an index into the {k} sampler timesteps, from 0 to {k} (a timestep t "
                                             f"instead of its index?)")
             why = next((m for m, f in slips.items() if all(f(*c) == a for c, a in zip(cases, answers))), None)
             edge = {1.0: " (strength 1 runs every step)", 0.0: " (strength 0 runs no step)"}.get(strength, "")
-            raise ExerciseFailed("8.4", f"num_steps={k}, strength={strength}{edge}: you gave {got}, expected {want}"
+            raise ExerciseFailed("8.5", f"num_steps={k}, strength={strength}{edge}: you gave {got}, expected {want}"
                                         + (f": {why}" if why else ""))
-    _passed("8.4", "strength says how much of the sampler to run, from the end: the less, the more of the picture "
+    _passed("8.5", "strength says how much of the sampler to run, from the end: the less, the more of the picture "
                    "survives.")
 
 
@@ -171,5 +210,6 @@ CHECKS: dict[str, Callable[[Callable[..., Any]], None]] = {
     "8.1": check_reparameterise,
     "8.2": check_kl_to_standard_normal,
     "8.3": check_latent_scale,
-    "8.4": check_sdedit_start,
+    "8.4": check_min_snr_weight,
+    "8.5": check_sdedit_start,
 }

@@ -115,7 +115,60 @@ def latent_scale_item_list(latents):  # not a number
     return [float(1 / latents.std())]
 
 
-# ----- 8.4 sdedit_start(num_steps, strength) ------------------------------------------------------
+# ----- 8.4 min_snr_weight(alpha_bar, gamma) ------------------------------------------------------
+
+
+def min_snr_weight(alpha_bar, gamma):
+    snr = alpha_bar / (1 - alpha_bar)
+    return torch.minimum(snr, torch.full_like(snr, gamma)) / snr
+
+
+def min_snr_weight_where(alpha_bar, gamma):  # written as a choice: 1 where SNR <= gamma, else gamma / SNR
+    snr = alpha_bar / (1 - alpha_bar)
+    return torch.where(snr > gamma, gamma / snr, torch.ones_like(snr))
+
+
+def min_snr_weight_max(alpha_bar, gamma):
+    snr = alpha_bar / (1 - alpha_bar)
+    return torch.clamp(snr, min=gamma) / snr
+
+
+def min_snr_weight_undivided(alpha_bar, gamma):
+    snr = alpha_bar / (1 - alpha_bar)
+    return torch.clamp(snr, max=gamma)
+
+
+def min_snr_weight_inverted(alpha_bar, gamma):
+    snr = alpha_bar / (1 - alpha_bar)
+    return snr / torch.clamp(snr, max=gamma)
+
+
+def min_snr_weight_noise_over_signal(alpha_bar, gamma):
+    snr = (1 - alpha_bar) / alpha_bar
+    return torch.clamp(snr, max=gamma) / snr
+
+
+def min_snr_weight_sqrt(alpha_bar, gamma):  # a ratio of standard deviations, not of variances
+    snr = alpha_bar.sqrt() / (1 - alpha_bar).sqrt()
+    return torch.clamp(snr, max=gamma) / snr
+
+
+def min_snr_weight_five(alpha_bar, gamma):  # ignores gamma
+    snr = alpha_bar / (1 - alpha_bar)
+    return torch.clamp(snr, max=5.0) / snr
+
+
+def min_snr_weight_python_min(alpha_bar, gamma):  # Python's min on a tensor
+    snr = alpha_bar / (1 - alpha_bar)
+    return min(snr, gamma) / snr
+
+
+def min_snr_weight_per_batch(alpha_bar, gamma):  # one number for the batch
+    snr = alpha_bar / (1 - alpha_bar)
+    return (torch.clamp(snr, max=gamma) / snr).mean()
+
+
+# ----- 8.5 sdedit_start(num_steps, strength) ------------------------------------------------------
 
 
 def sdedit_start(num_steps, strength):
@@ -151,6 +204,10 @@ CASES: dict[str, Cases] = {
     "8.3": Cases([latent_scale, latent_scale_float_biased],
                  [latent_scale_std, latent_scale_per_channel, latent_scale_variance, latent_scale_mean_abs,
                   latent_scale_rms, latent_scale_item_list, returns_none]),
-    "8.4": Cases([sdedit_start, sdedit_start_half_up],
+    "8.4": Cases([min_snr_weight, min_snr_weight_where],
+                 [min_snr_weight_max, min_snr_weight_undivided, min_snr_weight_inverted,
+                  min_snr_weight_noise_over_signal, min_snr_weight_sqrt, min_snr_weight_five,
+                  min_snr_weight_python_min, min_snr_weight_per_batch, returns_none]),
+    "8.5": Cases([sdedit_start, sdedit_start_half_up],
                  [sdedit_start_reversed, sdedit_start_truncated, sdedit_start_float, sdedit_start_timestep, returns_none]),
 }
