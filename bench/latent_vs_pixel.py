@@ -31,6 +31,7 @@ import datetime as dt
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -53,13 +54,27 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = ("speed", "quality", "budget")
 
 
-def training_rate(model: torch.nn.Module, objective, config: TrainConfig, steps: int, device) -> float:
-    """Images per second of ``fit`` over ``steps`` steps, after 5 untimed warm-up steps."""
-    fit(model, objective, dataclasses.replace(config, steps=5, checkpoint_every=10**9), device=device, progress=False)
-    start = time.perf_counter()
-    fit(model, objective, dataclasses.replace(config, steps=steps, checkpoint_every=10**9), device=device,
-        progress=False)
-    return steps * config.batch_size / (time.perf_counter() - start)
+def training_rates(runs: dict[str, tuple], repeats: int, device) -> dict[str, list[float]]:
+    """Images per second of ``fit`` for each of ``runs`` (name -> (model, objective, config, steps per window)).
+
+    After 5 untimed warm-up steps each, the runs take turns: ``repeats`` rounds of one timed window per
+    run. A shared machine's speed drifts by 20 % and more over minutes; timing one model and then the
+    other puts that drift into their ratio, taking turns puts both under the same conditions. The caller
+    reports each run's median window.
+    """
+    def window(model, objective, config, steps):
+        start = time.perf_counter()
+        fit(model, objective, dataclasses.replace(config, steps=steps, checkpoint_every=10**9), device=device,
+            progress=False)
+        return steps * config.batch_size / (time.perf_counter() - start)
+
+    for model, objective, config, _ in runs.values():
+        window(model, objective, config, 5)
+    rates: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            rates[name].append(window(*run))
+    return rates
 
 
 @torch.no_grad()
@@ -79,39 +94,43 @@ def sampling_seconds(model: torch.nn.Module, shape: tuple[int, ...], num: int, d
     return best / num
 
 
-def speed(device, steps: int) -> dict:
+def speed(device, steps: int, repeats: int) -> dict:
+    """Training images / s (median of ``repeats`` interleaved windows) and DDIM-50 ms / image, pixel and latent."""
     out = {}
-    pixel, latent = get_preset("mnist"), get_preset("mnist_latent")
     images, _ = mnist_tensors("train")
     autoencoder = load_pretrained("mnist_autoencoder", device=device).model
     start = time.perf_counter()
     latents = encode(autoencoder, images)
     out["encode_seconds_20000"] = time.perf_counter() - start
     schedule = NoiseSchedule.from_name("cosine", 1000)
-    for name, preset, data in (("mnist", pixel, images), ("mnist_latent", latent, latents)):
+    runs, shapes = {}, {}
+    for name, data, window in (("mnist", images, max(steps // 4, 5)), ("mnist_latent", latents, steps)):
+        preset = get_preset(name)  # each at its preset's batch, precision and loss weighting, as it trains
         seed_everything(0)
         model = UNet(preset.model_config)
-        objective = DiffusionObjective(schedule, data, snr_gamma=preset.snr_gamma)  # as the preset trains
-        rate = training_rate(model, objective, preset.train, steps, device)
-        shape = (preset.model_config.in_channels, preset.model_config.image_size, preset.model_config.image_size)
-        per_image = sampling_seconds(model, shape, 100, device, autoencoder if name == "mnist_latent" else None)
-        out[name] = {"train_images_per_s": rate, "sample_ms_per_image": 1000 * per_image,
-                     "batch_size": preset.train.batch_size, "precision": str(preset.train.mixed_precision)}
-        print(name, out[name], flush=True)
-    # 64 x 64 RGB: the same widths over 3x64x64 pixels and over 4x16x16 latents
+        runs[name] = (model, DiffusionObjective(schedule, data, snr_gamma=preset.snr_gamma), preset.train, window)
+        shapes[name] = (preset.model_config.in_channels, preset.model_config.image_size,
+                        preset.model_config.image_size)
+    # 64 x 64 RGB: the same widths over 3x64x64 pixels and over 4x16x16 latents (untrained: throughput only)
     ae64 = Autoencoder(AutoencoderConfig.shapes64()).to(device).eval()
-    ae64.latent_scale.fill_(1.0)  # throughput only: an untrained autoencoder, scale 1
+    ae64.latent_scale.fill_(1.0)
     base = UNetConfig(base_channels=32, channel_mults=(1, 2, 2))
     config = TrainConfig(batch_size=32, mixed_precision=True)
-    for name, unet_config in (("pixels_64", dataclasses.replace(base, in_channels=3, out_channels=3, image_size=64)),
-                              ("latent_16", dataclasses.replace(base, in_channels=4, out_channels=4, image_size=16))):
+    for name, unet_config, window in (
+            ("pixels_64", dataclasses.replace(base, in_channels=3, out_channels=3, image_size=64), max(steps // 4, 5)),
+            ("latent_16", dataclasses.replace(base, in_channels=4, out_channels=4, image_size=16), steps)):
         seed_everything(0)
-        shape = (unet_config.in_channels, unet_config.image_size, unet_config.image_size)
-        data = torch.randn(512, *shape).clamp(-1, 1)
-        model = UNet(unet_config)
-        rate = training_rate(model, DiffusionObjective(schedule, data), config, max(steps // 4, 10), device)
-        per_image = sampling_seconds(model, shape, 16, device, ae64 if name == "latent_16" else None)
-        out[name] = {"train_images_per_s": rate, "sample_ms_per_image": 1000 * per_image, "batch_size": 32}
+        shapes[name] = (unet_config.in_channels, unet_config.image_size, unet_config.image_size)
+        data = torch.randn(512, *shapes[name]).clamp(-1, 1)
+        runs[name] = (UNet(unet_config), DiffusionObjective(schedule, data), config, window)
+    rates = training_rates(runs, repeats, device)
+    for name, (model, _, config, window) in runs.items():
+        num = 100 if name.startswith("mnist") else 16
+        decoder = {"mnist_latent": autoencoder, "latent_16": ae64}.get(name)
+        per_image = sampling_seconds(model, shapes[name], num, device, decoder)
+        out[name] = {"train_images_per_s": statistics.median(rates[name]), "train_windows": rates[name],
+                     "window_steps": window, "sample_ms_per_image": 1000 * per_image,
+                     "batch_size": config.batch_size, "precision": str(config.mixed_precision)}
         print(name, out[name], flush=True)
     return out
 
@@ -210,18 +229,28 @@ def write_markdown(results: dict) -> None:
     sp = results.get("speed")
     if sp:
         p, q = sp["mnist"], sp["mnist_latent"]
+
+        def rate(r: dict) -> str:
+            windows = r.get("train_windows")
+            spread = f" ({min(windows):.0f}-{max(windows):.0f})" if windows else ""
+            return f"{r['train_images_per_s']:.0f}{spread}"
+
         lines += ["## Speed", "",
                   "| model | training images / s | DDIM-50 ms / image (decode included) |", "|---|---|---|",
-                  f"| mnist (1x28x28 pixels) | {p['train_images_per_s']:.0f} | {p['sample_ms_per_image']:.1f} |",
-                  f"| mnist_latent (4x8x8 latents) | {q['train_images_per_s']:.0f} | {q['sample_ms_per_image']:.1f} |",
+                  f"| mnist (1x28x28 pixels) | {rate(p)} | {p['sample_ms_per_image']:.1f} |",
+                  f"| mnist_latent (4x8x8 latents) | {rate(q)} | {q['sample_ms_per_image']:.1f} |",
                   f"| **latent / pixel** | **{q['train_images_per_s'] / p['train_images_per_s']:.1f}x** | "
                   f"**{p['sample_ms_per_image'] / q['sample_ms_per_image']:.1f}x faster** |",
-                  f"| pixels 3x64x64 (untrained, same widths) | {sp['pixels_64']['train_images_per_s']:.1f} | "
+                  f"| pixels 3x64x64 (untrained, same widths) | {rate(sp['pixels_64'])} | "
                   f"{sp['pixels_64']['sample_ms_per_image']:.1f} |",
-                  f"| latents 4x16x16 (untrained, same widths) | {sp['latent_16']['train_images_per_s']:.1f} | "
+                  f"| latents 4x16x16 (untrained, same widths) | {rate(sp['latent_16'])} | "
                   f"{sp['latent_16']['sample_ms_per_image']:.1f} |",
                   f"| **latent / pixel at 64x64** | **{sp['latent_16']['train_images_per_s'] / sp['pixels_64']['train_images_per_s']:.1f}x** | "
                   f"**{sp['pixels_64']['sample_ms_per_image'] / sp['latent_16']['sample_ms_per_image']:.1f}x faster** |",
+                  "", "Training images / s: the median of the timed windows (their range in brackets), the models "
+                  f"taking turns, {len(q.get('train_windows', [])) or 1} windows each, at each preset's batch and "
+                  f"precision (mnist: {p['batch_size']}, {'bf16' if p['precision'] == 'True' else 'fp32'}; "
+                  f"mnist_latent: {q['batch_size']}, {'bf16' if q['precision'] == 'True' else 'fp32'}).",
                   "", f"Encoding the 20,000 training digits once took {sp['encode_seconds_20000']:.1f} s "
                   "(not in the training rate: it is paid once per data set). Sampling: 100 images at once for MNIST, "
                   "16 at 64x64, best of two.", ""]
@@ -270,7 +299,9 @@ def write_markdown(results: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
-    parser.add_argument("--train-steps", type=int, default=40, help="timed training steps per model (speed)")
+    parser.add_argument("--train-steps", type=int, default=40,
+                        help="training steps per timed window of a latent model; a pixel model's are a quarter (speed)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed training windows per model, taken in turns (speed)")
     parser.add_argument("--num", type=int, default=500, help="samples per seed (quality)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--ddpm-num", type=int, default=500,
@@ -284,7 +315,7 @@ def main() -> None:
     path = RESULTS / "latent_vs_pixel.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     if "speed" in args.parts:
-        results["speed"] = speed(device, args.train_steps)
+        results["speed"] = speed(device, args.train_steps, args.repeats)
     if "quality" in args.parts:
         results["quality"] = quality(device, args.num, args.seeds, args.ddpm_num)
     if "budget" in args.parts:

@@ -97,7 +97,7 @@ def _presets() -> dict[str, Preset]:
         Preset("mnist_latent", "latent_unet", dataclasses.replace(UNetConfig.mnist(), in_channels=4, out_channels=4,
                                                                   image_size=8),
                TrainConfig(steps=MNIST_LATENT_STEPS, batch_size=128, lr=5e-4, cooldown_steps=3000,
-                           checkpoint_every=250),  # float32: at 8 x 8, bf16 autocast is slower on a CPU
+                           checkpoint_every=250, mixed_precision=True),  # bf16 on a CPU: 1.2x the images/s
                data="mnist", autoencoder="mnist_autoencoder", float16=True, snr_gamma=5.0,
                description="unconditional MNIST in mnist_autoencoder's latent space, the mnist U-Net's widths"),
         Preset("shapes64_autoencoder", "autoencoder", AutoencoderConfig.shapes64(),
