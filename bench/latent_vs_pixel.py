@@ -4,7 +4,8 @@ Latent diffusion's Figs. 5-6 (Rombach et al. 2022) in miniature, on this machine
 
 - ``speed``: training images per second of the ``mnist`` U-Net on 1x28x28 pixels and of the same widths on
   the ``mnist_autoencoder``'s 4x8x8 latents (each preset's batch and precision; latents encoded once, the
-  encoding's one-off cost reported apart), and sampling time per image with DDIM-50, decoding included;
+  encoding's one-off cost reported apart; the median of ``--repeats`` timed windows, the models taking
+  turns so that the machine's drift hits all alike), and sampling time per image with DDIM-50, decoding included;
   the same two numbers at 64x64 RGB (3x64x64 pixels against the ``shapes64_autoencoder``'s 4x16x16 latents,
   untrained U-Nets of equal widths: throughput does not depend on the weights).
 - ``quality``: the shipped ``mnist`` and ``mnist_latent``, DDIM-50, ``--num`` samples per seed: the share the
