@@ -14,13 +14,21 @@ compares each shipped float16 checkpoint with the float32 weights of its trainin
   of pictures are apart.
 
 ``mnist`` and ``mnist_cond`` (chapters 04 and 07) shipped in float32 before the course stored weights in
-float16; their float32 files live on in git (``--float32-from``, the last commit that held them). Each is
+float16; their float32 files live on in git (``FLOAT32_FROM``, the last commit that held them). Each is
 compared with the same weights rounded to float16: ``--num`` DDIM-50 samples from the same seed (recognised
 share and FID; for ``mnist_cond``, guided at w = 3 towards digits 0-9 in turn, the share that is the digit
-asked for) and how far the two sets of pictures are apart.
+asked for) and how far the two sets of pictures are apart. Three more followed (``OTHER_FLOAT32_FROM``):
+
+- ``shapes_text`` (chapter 06): one picture for each of the 220 one-shape training prompts (DDIM 50, w = 3,
+  the same seeds), the share ``shapes_scorer`` reads with all four attributes right;
+- ``mnist_noisy_classifier`` (chapter 07): its accuracy on the 2,000 test digits noised to t = 0 ... 999 (the
+  same noise), and ``mnist`` guided by it at s = 2 towards each digit (``--num`` samples, the share that is
+  the digit asked for);
+- ``toy2d``: 2,000 DDIM-50 points from the same seed, their sliced W_1 to 2,000 swiss-roll points.
 
     .venv/bin/python bench/float16_weights.py --runs runs
     .venv/bin/python bench/float16_weights.py --names mnist mnist_cond
+    .venv/bin/python bench/float16_weights.py --names shapes_text mnist_noisy_classifier toy2d
 
 Writes bench/results/float16_weights.json (one entry per checkpoint, kept across runs of other names) and
 bench/results/float16_weights.md.
@@ -41,7 +49,15 @@ from safetensors.torch import load as load_safetensors
 from diffusion_lab.data import mnist_tensors
 from diffusion_lab.data.scenes import make_scenes
 from diffusion_lab.data.shapes import combinations, make_shapes
-from diffusion_lab.judges.metrics import attribute_accuracy, class_probabilities, fid, recognised_fraction
+from diffusion_lab.data.toys import make_toy
+from diffusion_lab.judges.metrics import (
+    attribute_accuracy,
+    class_probabilities,
+    fid,
+    recognised_fraction,
+    sliced_wasserstein,
+)
+from diffusion_lab.judges.noisy_accuracy import accuracy_by_timestep
 from diffusion_lab.latent import decode, encode
 from diffusion_lab.pipelines import load_pipeline
 from diffusion_lab.pipelines.text_to_image import TinySDPipeline
@@ -51,6 +67,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 FLOAT32_FROM = {"mnist": "e8d9549c675159c1954914da86225db8830330b4",  # the last commits with the float32 files
                 "mnist_cond": "20a3fbdae12d1ff4cc32f237045ab7ec5948b93a"}
+# shipped in float32 until 2026-12-04 (stored in float16 to make room in data/ for mnist_flow); compared by
+# their own functions below, since they are not unconditional digit models
+OTHER_FLOAT32_FROM = {name: "8c07fe785076405fad0ab321aebc950c6fd9fc90"
+                      for name in ("shapes_text", "mnist_noisy_classifier", "toy2d")}
 
 
 def float32_twin(name: str, runs: Path) -> torch.nn.Module:
@@ -71,7 +91,7 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=500)
     parser.add_argument("--names", nargs="+", default=["mnist_autoencoder", "shapes64_autoencoder", "mnist_latent"],
                         choices=["mnist_autoencoder", "shapes64_autoencoder", "scenes64_autoencoder", "mnist_latent",
-                                 "tiny_sd", *FLOAT32_FROM],
+                                 "tiny_sd", *FLOAT32_FROM, *OTHER_FLOAT32_FROM],
                         help="which checkpoints to compare (default: the three trained in float16's time)")
     args = parser.parse_args()
     judge = load_pretrained("mnist_classifier").model
@@ -95,6 +115,12 @@ def main() -> None:
     for name in FLOAT32_FROM:
         if name in args.names:
             compare_rounded(name, args.num, judge, digits, rows)
+    if "shapes_text" in args.names:
+        compare_shapes_text(rows)
+    if "mnist_noisy_classifier" in args.names:
+        compare_noisy_classifier(args.num, judge, digits, labels, rows)
+    if "toy2d" in args.names:
+        compare_toy2d(rows)
     print("\n".join(rows))
     command = f"python bench/float16_weights.py --runs {args.runs} --num {args.num} --names {' '.join(args.names)}"
     for name in args.names:
@@ -172,12 +198,79 @@ def compare_tiny_sd(runs: Path, rows: list[str]) -> None:
 
 def float32_weights(name: str) -> dict[str, torch.Tensor]:
     """``name``'s float32 weights, read from the commit that last shipped them (``FLOAT32_FROM``)."""
-    blob = subprocess.run(["git", "show", f"{FLOAT32_FROM[name]}:data/checkpoints/{name}.safetensors"], cwd=REPO,
+    commit = {**FLOAT32_FROM, **OTHER_FLOAT32_FROM}[name]
+    blob = subprocess.run(["git", "show", f"{commit}:data/checkpoints/{name}.safetensors"], cwd=REPO,
                           capture_output=True, check=True).stdout
     weights = load_safetensors(blob)
     if any(v.dtype != torch.float32 for v in weights.values() if v.is_floating_point()):
-        raise SystemExit(f"{FLOAT32_FROM[name]} does not hold float32 weights of {name}")
+        raise SystemExit(f"{commit} does not hold float32 weights of {name}")
     return weights
+
+
+def both_precisions(model: torch.nn.Module, name: str):
+    """Yield ("float16", model) then ("float32", model): the float32 weights of ``name`` and the same rounded as
+    ``save_pretrained(float16=True)`` rounds them (parameters only), loaded in turn into ``model``."""
+    full = float32_weights(name)
+    parameters = {k for k, _ in model.named_parameters()}
+    rounded = {k: v.half() if k in parameters and v.is_floating_point() else v for k, v in full.items()}
+    for label, weights in (("float16", rounded), ("float32", full)):
+        model.load_state_dict(weights)  # copied into the float32 parameters: float16 values, exactly
+        yield label, model
+
+
+def compare_shapes_text(rows: list[str]) -> None:
+    """shapes_text on the 220 one-shape training prompts, one picture each (chapter 06's bench setting)."""
+    pipeline = load_pipeline("shapes_text", device="cpu")
+    scorer = load_pretrained("shapes_scorer").model
+    attributes = combinations("train")
+    prompts, wanted = [a.caption() for a in attributes], torch.tensor([a.indices() for a in attributes])
+    pictures = {}
+    for label, _ in both_precisions(pipeline.model, "shapes_text"):
+        pictures[label] = pipeline(len(prompts), prompt=prompts, sampler="ddim", steps=50, guidance_scale=3.0,
+                                   seed=0)
+        right = attribute_accuracy(scorer, pictures[label], wanted)["all"]
+        rows.append(f"| shapes_text, {label} | {len(prompts)} one-shape prompts, DDIM 50, w = 3, seed 0: all four "
+                    f"right {right:.1%} |")
+    gap = (pictures["float16"] - pictures["float32"]).abs()
+    rows.append(f"| shapes_text, float16 vs float32 | same seed: mean abs pixel difference {float(gap.mean()):.4f}, "
+                f"largest {float(gap.max()):.3f} |")
+
+
+def compare_noisy_classifier(num: int, judge: torch.nn.Module, digits: torch.Tensor, labels: torch.Tensor,
+                             rows: list[str]) -> None:
+    """The noise-aware classifier: accuracy over t on the test digits, and classifier guidance of mnist by it."""
+    pre = load_pretrained("mnist_noisy_classifier")
+    pipeline = load_pipeline("mnist", device="cpu")
+    asked = torch.arange(num) % 10
+    samples = {}
+    for label, model in both_precisions(pre.model, "mnist_noisy_classifier"):
+        model.eval()
+        accuracy = accuracy_by_timestep(model, digits, labels, pipeline.schedule, (0, 250, 500, 750, 999))
+        per = [pipeline(int((asked == d).sum()), steps=50, seed=d, class_label=d, classifier_scale=2.0,
+                        classifier=model) for d in range(10)]
+        samples[label] = torch.cat(per)
+        order = torch.cat([torch.full((len(p),), d) for d, p in enumerate(per)])
+        hit = float((class_probabilities(judge, samples[label]).argmax(1) == order).float().mean())
+        rows.append(f"| mnist_noisy_classifier, {label} | accuracy on the 2,000 test digits at t = "
+                    f"{', '.join(f'{t}: {a:.1%}' for t, a in accuracy.items())}; mnist guided at s = 2, {num} "
+                    f"DDIM-50 samples, seed d for digit d: the digit asked for {hit:.1%} |")
+    gap = (samples["float16"] - samples["float32"]).abs()
+    rows.append(f"| mnist_noisy_classifier, float16 vs float32 | same seeds: mean abs pixel difference of the guided "
+                f"samples {float(gap.mean()):.4f}, largest {float(gap.max()):.3f} |")
+
+
+def compare_toy2d(rows: list[str]) -> None:
+    """The 2-D swiss-roll denoiser: 2,000 DDIM-50 points each, against 2,000 points of the data."""
+    pipeline = load_pipeline("toy2d", device="cpu")
+    data = make_toy("swiss_roll", 2000, seed=1)
+    points = {}
+    for label, _ in both_precisions(pipeline.model, "toy2d"):
+        points[label] = pipeline(2000, steps=50, seed=0)
+        rows.append(f"| toy2d, {label} | 2,000 DDIM-50 points, seed 0: sliced W_1 to 2,000 swiss-roll points "
+                    f"{sliced_wasserstein(points[label], data, p=1):.4f} |")
+    gap = (points["float16"] - points["float32"]).abs()
+    rows.append(f"| toy2d, float16 vs float32 | same seed: mean abs difference {float(gap.mean()):.5f}, largest "
+                f"{float(gap.max()):.4f} |")
 
 
 def compare_rounded(name: str, num: int, judge: torch.nn.Module, digits: torch.Tensor, rows: list[str]) -> None:
