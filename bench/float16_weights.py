@@ -67,7 +67,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 FLOAT32_FROM = {"mnist": "e8d9549c675159c1954914da86225db8830330b4",  # the last commits with the float32 files
                 "mnist_cond": "20a3fbdae12d1ff4cc32f237045ab7ec5948b93a"}
-# shipped in float32 until 2026-12-04 (stored in float16 to make room in data/ for mnist_flow); compared by
+# shipped in float32 until chapter 09 needed room in data/ for mnist_flow; compared by
 # their own functions below, since they are not unconditional digit models
 OTHER_FLOAT32_FROM = {name: "8c07fe785076405fad0ab321aebc950c6fd9fc90"
                       for name in ("shapes_text", "mnist_noisy_classifier", "toy2d")}
