@@ -32,6 +32,11 @@ def interpolate_sqrt(x1, eps, tau):  # DDPM's variance-preserving coefficients
     return t.sqrt() * x1 + (1 - t).sqrt() * eps
 
 
+def interpolate_half_sqrt(x1, eps, tau):  # a square root on the noise only: right at tau = 0 and 1 alone
+    t = tau.reshape(-1, *([1] * (x1.ndim - 1)))
+    return t * x1 + (1 - t).sqrt() * eps
+
+
 def interpolate_noise_unscaled(x1, eps, tau):
     t = tau.reshape(-1, *([1] * (x1.ndim - 1)))
     return t * x1 + eps
@@ -84,7 +89,7 @@ def target_velocity_mean(x1, eps):  # one number for the whole batch
 
 CASES: dict[str, Cases] = {
     "9.3": Cases([interpolate, interpolate_lerp],
-                 [interpolate_swapped, interpolate_sqrt, interpolate_noise_unscaled, interpolate_points_broadcast,
+                 [interpolate_swapped, interpolate_sqrt, interpolate_half_sqrt, interpolate_noise_unscaled, interpolate_points_broadcast,
                   interpolate_image_view, interpolate_first_tau, returns_none]),
     "9.4": Cases([target_velocity, target_velocity_derivative],
                  [target_velocity_reversed, target_velocity_data, target_velocity_noise, target_velocity_sum,
