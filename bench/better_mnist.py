@@ -14,7 +14,7 @@ samples from each seed of ``--seeds``, the same starting noise for both models: 
 present and FID on the classifier's features against the 2,000 bundled test digits, each the mean over the seeds
 (the per-seed values are kept). Real test digits' recognised share is the line to reach.
 
-    .venv/bin/python bench/better_mnist.py                                     # shipped vs before (~10 min)
+    .venv/bin/python bench/better_mnist.py                                     # shipped vs before
     .venv/bin/python bench/better_mnist.py --candidate runs/mnist_candidate --seeds 0 --models after
 
 Writes bench/results/better_mnist.json and .md, or with ``--candidate`` only prints (a run is not a result).
