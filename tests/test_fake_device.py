@@ -79,6 +79,8 @@ def test_every_preset_trains_on_the_device(name):
         pytest.skip(f"{name} learns from {untrained}, not in data/checkpoints yet")
     config = dataclasses.replace(preset.train, steps=4, batch_size=4, log_every=2, checkpoint_every=100,
                                  warmup_steps=1)
+    if preset.data == "mnist_full":  # all 60,000 digits are a download: the bundled ones have the same form
+        preset = dataclasses.replace(preset, data="mnist")
     torch.manual_seed(0)
     model = build_model(preset)
     objective = build_objective(preset, model)

@@ -7,6 +7,7 @@ errors, not image quality.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -131,12 +132,14 @@ def test_the_cli_samples_a_flow_and_counts_its_evaluations(root, tmp_path, capsy
     assert not bad.exists()
 
 
-def test_mnist_flow_is_the_mnist_recipe_with_the_flow_objective() -> None:
-    flow, eps = get_preset("mnist_flow"), get_preset("mnist")
+def test_mnist_flow_is_the_mnist_60k_recipe_with_the_flow_objective() -> None:
+    flow, eps = get_preset("mnist_flow"), get_preset("mnist_60k")
     assert flow.kind == "flow_unet" and eps.kind == "unet"
-    assert flow.model_config == eps.model_config and flow.train == eps.train and flow.data == eps.data == "mnist"
+    assert flow.model_config == eps.model_config == get_preset("mnist").model_config
+    assert flow.train == eps.train and flow.data == eps.data == "mnist_full"
     assert flow.float16 and noise_schedule(flow) is None and noise_schedule(eps) is not None
-    objective = build_objective(flow, UNet(flow.model_config))
+    on_bundled = dataclasses.replace(flow, data="mnist")  # all 60,000 digits are a download; same form
+    objective = build_objective(on_bundled, UNet(flow.model_config))
     assert isinstance(objective, FlowMatchingObjective) and not objective.ot
     assert objective.data.shape[1:] == (1, 28, 28)
 
