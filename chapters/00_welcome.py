@@ -126,11 +126,11 @@ plt.show()
 # | 06 | text conditioning | a tokenizer, a text encoder and cross-attention |
 # | 07 | guidance | classifier and classifier-free guidance |
 # | 08 | latent diffusion | an autoencoder, its latent scale, diffusion in its latent space, image-to-image |
-# | 09 | scores, SDEs, flows | the continuous-time view of the same idea; samplers with fewer steps |
+# | 09 | scores, SDEs, flows | the continuous-time view of the same idea; samplers with fewer steps; flow matching |
 # | 10 | CLIP and DALL·E 2 | a small CLIP, a diffusion prior, a decoder from image embeddings |
 # | 11 | your own text-to-image system | a mini Stable Diffusion and a Midjourney-style `/imagine` loop |
 #
-# Chapters 00–08, 10 and 11 are ready; chapter 09 is being written and will appear in `chapters/`.
+# All twelve chapters, 00 to 11, are in `chapters/`.
 #
 # ## 4. Set-up check
 #
