@@ -17,7 +17,7 @@ FID on the classifier's features against the 2,000 bundled test digits, each the
 per-seed values are kept). Real test digits' recognised share is the line to reach.
 
     .venv/bin/python bench/better_mnist.py --candidate mnist_60k=runs/mnist_60k   # about 10 min on 2 cores
-    .venv/bin/python bench/better_mnist.py --models mnist_flow                    # adds a model, about 5 min
+    .venv/bin/python bench/better_mnist.py --models mnist_flow                    # adds a model, about 3 min
     .venv/bin/python bench/better_mnist.py --seeds 0 --results /tmp/better        # a quick look, kept apart
 
 Writes bench/results/better_mnist.json and .md (or into ``--results``); a model measured with the same ``--num``
