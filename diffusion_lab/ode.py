@@ -76,7 +76,7 @@ def check_sigmas(sigmas: object) -> torch.Tensor:
     return sigmas
 
 
-def _start(model: Model, schedule: NoiseSchedule, x_T: torch.Tensor, sigmas: torch.Tensor,
+def start_in_sigma(model: Model, schedule: NoiseSchedule, x_T: torch.Tensor, sigmas: torch.Tensor,
            clip: float | None) -> tuple[Denoiser, list[float], list[float], torch.Tensor]:
     """What every sampler here does first: check its inputs, wrap the model into D, and move x_T (the course's
     scaling, x_T ~ N(0, I) at sigma_max) to EDM's x = x_T / alpha = x_T sqrt(1 + sigma_max^2).
@@ -90,7 +90,7 @@ def _start(model: Model, schedule: NoiseSchedule, x_T: torch.Tensor, sigmas: tor
     return denoiser_from_eps(model, schedule, clip), s, ts, x_T * math.sqrt(1 + s[0] ** 2)
 
 
-def _report(callback: Callback | None, i: int, t: float, x: torch.Tensor, sigma_next: float,
+def report_step(callback: Callback | None, i: int, t: float, x: torch.Tensor, sigma_next: float,
             denoised: torch.Tensor) -> None:
     """Call chapter 05's ``callback(i, t, xt, pred_x0)`` with x back in the course's scaling, x_t = alpha x."""
     if callback is not None:
@@ -135,11 +135,11 @@ def euler(model: Model, schedule: NoiseSchedule, x_T: torch.Tensor, sigmas: torc
     x_T (B, ...) ~ N(0, I); sigmas (K + 1,) falling to 0 (``karras_sigmas_for``); clip: the data's range, or None.
     generator: not used (the ODE draws no noise), there for the shared signature. Returns x_0 (B, ...).
     """
-    denoise, s, ts, x = _start(model, schedule, x_T, sigmas, clip)
+    denoise, s, ts, x = start_in_sigma(model, schedule, x_T, sigmas, clip)
     for i, t in enumerate(ts):
         denoised = denoise(x, s[i])  # (B, ...)
         x = euler_step(denoise, x, s[i], s[i + 1], denoised)
-        _report(callback, i, t, x, s[i + 1], denoised)
+        report_step(callback, i, t, x, s[i + 1], denoised)
     return x
 
 
@@ -151,11 +151,11 @@ def heun(model: Model, schedule: NoiseSchedule, x_T: torch.Tensor, sigmas: torch
     ``sample_heun``): two network evaluations per step and one on the last, 2K - 1 for K steps. Second order:
     closer to the exact ODE solution than Euler at equal steps, its error falling with the square of the step.
     Arguments as ``euler``."""
-    denoise, s, ts, x = _start(model, schedule, x_T, sigmas, clip)
+    denoise, s, ts, x = start_in_sigma(model, schedule, x_T, sigmas, clip)
     for i, t in enumerate(ts):
         denoised = denoise(x, s[i])
         x = heun_step(denoise, x, s[i], s[i + 1], denoised)
-        _report(callback, i, t, x, s[i + 1], denoised)
+        report_step(callback, i, t, x, s[i + 1], denoised)
     return x
 
 
@@ -171,7 +171,7 @@ def dpmpp_2m(model: Model, schedule: NoiseSchedule, x_T: torch.Tensor, sigmas: t
     The first step (no D_{i-1} yet) is first order, D' = D_i, which is Euler's (DDIM's) step; the last step,
     to sigma = 0, lands on D_i. Arguments as ``euler``.
     """
-    denoise, s, ts, x = _start(model, schedule, x_T, sigmas, clip)
+    denoise, s, ts, x = start_in_sigma(model, schedule, x_T, sigmas, clip)
     old_denoised = None
     for i, t in enumerate(ts):
         denoised = denoise(x, s[i])
@@ -186,5 +186,5 @@ def dpmpp_2m(model: Model, schedule: NoiseSchedule, x_T: torch.Tensor, sigmas: t
                 d_prime = (1 + 1 / (2 * r)) * denoised - 1 / (2 * r) * old_denoised
             x = (s[i + 1] / s[i]) * x - math.expm1(-h) * d_prime
         old_denoised = denoised
-        _report(callback, i, t, x, s[i + 1], denoised)
+        report_step(callback, i, t, x, s[i + 1], denoised)
     return x

@@ -30,7 +30,7 @@ from diffusion_lab.pretrained import read_manifest, save_pretrained
 from diffusion_lab.sampling import DDIMScheduler, DDPMScheduler, sample
 from diffusion_lab.schedules import NoiseSchedule
 
-NEW = ["euler", "heun", "dpmpp2m", "sde"]
+NEW = ["euler", "heun", "dpmpp2m", "sde", "dpmpp2m_sde"]
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ and say which sampler they used. Tiny untrained checkpoints: wiring, not image q
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +13,18 @@ import torch
 from tiny_flow_checkpoints import write_flow_and_eps
 
 from diffusion_lab.cli.main import main
+from diffusion_lab.cli.presets import checkpoint_extra, get_preset, preset_names
+from diffusion_lab.models.unet import UNet, UNetConfig
 from diffusion_lab.pipelines import generate, load_pipeline
 from diffusion_lab.pipelines.base import DiffusionPipeline
 from diffusion_lab.pipelines.class_conditional import ClassConditionalPipeline
 from diffusion_lab.pipelines.flow import FlowImagePipeline
 from diffusion_lab.pipelines.latent import LatentImagePipeline
-from diffusion_lab.pipelines.samplers import check_fits
+from diffusion_lab.pipelines.samplers import check_fits, default_sampling
 from diffusion_lab.pipelines.text_conditional import TextConditionalPipeline
 from diffusion_lab.pipelines.unconditional import ImagePipeline, PointsPipeline
+from diffusion_lab.pretrained import load_pretrained, read_manifest, save_pretrained
+from diffusion_lab.schedules import NoiseSchedule
 
 PIPELINE_CLASSES = [DiffusionPipeline, PointsPipeline, ImagePipeline, ClassConditionalPipeline,
                     TextConditionalPipeline, LatentImagePipeline, FlowImagePipeline]
@@ -77,3 +82,79 @@ def test_the_cli_default_steps_and_a_given_sampler(root, tmp_path, capsys) -> No
     assert main(["sample", "flow", "--num", "1", "--sampler", "heun", "--out", str(out),
                  "--checkpoint-dir", str(root)]) == 0
     assert "heun, 50 steps: 99 network evaluations per sample" in capsys.readouterr().out
+
+
+# ----- a checkpoint's own default: the "sampling" entry of its JSON -----------------------------------------------
+
+
+def _save_uncond(folder: Path, name: str, sampling: object) -> Path:
+    """A tiny eps U-Net whose JSON carries ``sampling`` as its "sampling" entry."""
+    torch.manual_seed(0)
+    model = UNet(UNetConfig.tiny())
+    save_pretrained(name, model, model.config, kind="unet", schedule=NoiseSchedule.from_name("cosine", 1000),
+                    made_by={}, root=folder, extra={"sampling": sampling})
+    return folder
+
+
+def test_a_checkpoints_sampling_entry_is_its_default(tmp_path, capsys) -> None:
+    root = _save_uncond(tmp_path, "own", {"sampler": "dpmpp2m_sde", "steps": 3})
+    pipeline = load_pipeline("own", root=root)
+    assert pipeline.sampler_and_steps() == ("dpmpp2m_sde", 3)
+    assert pipeline.sampler_and_steps(steps=5) == ("dpmpp2m_sde", 5)
+    assert pipeline.sampler_and_steps("dpmpp2m_sde") == ("dpmpp2m_sde", 3)  # its steps go with its sampler
+    assert pipeline.sampler_and_steps("ddim") == ("ddim", 50)  # another sampler: 50, as for any checkpoint
+    drawn = generate("own", 2, seed=4, checkpoints_root=root)
+    assert torch.equal(drawn, generate("own", 2, sampler="dpmpp2m_sde", steps=3, seed=4, checkpoints_root=root))
+    assert main(["sample", "own", "--num", "1", "--out", str(tmp_path / "x.npz"), "--checkpoint-dir", str(root)]) == 0
+    assert "dpmpp2m_sde (the default for own), 3 steps: 3 network evaluations per sample" in capsys.readouterr().out
+    assert DiffusionPipeline.default_sampler == "ddim"  # the class's fallback is untouched
+
+
+@pytest.mark.parametrize("sampling, message", [
+    ({"sampler": "dpm", "steps": 32}, "own.json's \"sampling\" entry names sampler 'dpm'; choose one of ddpm, ddim"),
+    ({"sampler": "ddpm", "steps": 0}, "own.json's \"sampling\" entry has steps=0; it must be a whole number"),
+    ({"sampler": "ddpm", "steps": "32"}, "has steps='32'"),
+    ({"sampler": "ddpm"}, "own.json's \"sampling\" entry must be like {\"sampler\": \"ddpm\", \"steps\": 32}"),
+    ("ddpm", "must be like"),
+])
+def test_a_wrong_sampling_entry_is_a_clear_error_when_loading(tmp_path, sampling, message) -> None:
+    root = _save_uncond(tmp_path, "own", sampling)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_pipeline("own", root=root)
+
+
+def test_a_sampling_entry_that_does_not_fit_the_model(tmp_path) -> None:
+    torch.manual_seed(0)
+    flow = UNet(UNetConfig.tiny())
+    save_pretrained("own_flow", flow, flow.config, kind="flow_unet", schedule=None, made_by={}, root=tmp_path,
+                    extra={"sampling": {"sampler": "ddpm", "steps": 10}})
+    with pytest.raises(ValueError, match="sampler 'ddpm' needs a model that predicts the noise eps"):
+        load_pipeline("own_flow", root=tmp_path)
+
+
+def test_presets_name_samplers_that_fit_their_models_and_the_json_carries_them() -> None:
+    for preset in map(get_preset, preset_names()):
+        if preset.sampling is not None:
+            predicts = FlowImagePipeline.predicts if preset.kind == "flow_unet" else DiffusionPipeline.predicts
+            info = {"name": preset.name, **checkpoint_extra(preset)}
+            assert default_sampling(info, predicts, ("ddim", 50)) == preset.sampling, preset.name
+    mnist = get_preset("mnist").sampling
+    assert mnist is not None and "mnist" in read_manifest()
+    assert load_pretrained("mnist").info["sampling"] == dict(zip(("sampler", "steps"), mnist))
+
+
+def test_classifier_guidance_keeps_a_sampler_on_whole_steps(tmp_path, capsys) -> None:
+    """mnist's own default (DPM-Solver++(2M) SDE) asks the model between whole steps, which classifier guidance
+    cannot read: a guided call without a sampler takes DDIM with 50 steps (or the steps given), as before."""
+    mnist = load_pipeline("mnist")
+    assert mnist.sampler_and_steps() == get_preset("mnist").sampling
+    assert mnist.sampler_and_steps(classifier_scale=4.0) == ("ddim", 50)
+    assert mnist.sampler_and_steps(steps=3, classifier_scale=4.0) == ("ddim", 3)
+    assert mnist.sampler_and_steps("ddpm", classifier_scale=4.0) == ("ddpm", 50)
+    guided = generate("mnist", 2, class_label=7, classifier_scale=4.0, steps=2, seed=1)
+    assert torch.equal(guided, generate("mnist", 2, class_label=7, classifier_scale=4.0, sampler="ddim", steps=2,
+                                        seed=1))
+    out = tmp_path / "seven.npz"
+    assert main(["sample", "mnist", "--num", "1", "--class", "7", "--classifier-scale", "4", "--steps", "2",
+                 "--out", str(out)]) == 0
+    assert "ddim (the default for mnist with classifier guidance), 2 steps" in capsys.readouterr().out

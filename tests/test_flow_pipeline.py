@@ -35,7 +35,7 @@ from diffusion_lab.sampling.scheduler import randn
 from diffusion_lab.training import FlowMatchingObjective
 
 ROOT = Path(__file__).resolve().parents[1]
-EPS_ONLY = ["ddpm", "ddim", "dpmpp2m", "sde"]
+EPS_ONLY = ["ddpm", "ddim", "dpmpp2m", "sde", "dpmpp2m_sde"]
 
 
 @pytest.fixture(autouse=True)
@@ -114,7 +114,7 @@ def test_other_flow_errors(root) -> None:
     pipeline = load_pipeline("flow", root=root)
     assert "needs a model that predicts the noise eps" in one_line_error(pipeline.make_scheduler, "ddim", 5)
     assert "predicts must be one of eps, velocity" in one_line_error(plan_sampler, "euler", None, 3, predicts="v")
-    assert samplers_for(EPS) == ["ddpm", "ddim", "euler", "heun", "dpmpp2m", "sde"]
+    assert samplers_for(EPS) == ["ddpm", "ddim", "euler", "heun", "dpmpp2m", "sde", "dpmpp2m_sde"]
 
 
 def test_the_cli_samples_a_flow_and_counts_its_evaluations(root, tmp_path, capsys) -> None:

@@ -20,7 +20,7 @@ from diffusion_lab.notation import sigma_range, t_to_sigma
 from diffusion_lab.ode import dpmpp_2m, euler, heun, heun_step, karras_sigmas, karras_sigmas_for
 from diffusion_lab.sampling import DDIMScheduler, record_trajectory, sample
 from diffusion_lab.schedules import DIFFUSERS_NAMES, NoiseSchedule
-from diffusion_lab.sde import reverse_sde
+from diffusion_lab.sde import dpmpp_2m_sde, reverse_sde
 from diffusion_lab.tensors import append_dims
 
 LINEAR, COSINE = NoiseSchedule.from_name("linear", 1000), NoiseSchedule.from_name("cosine", 1000)
@@ -209,8 +209,9 @@ def test_dpmpp_2m_first_step_is_euler() -> None:
 
 
 @pytest.mark.parametrize("solver, nfe", [(euler, lambda k: k), (heun, lambda k: 2 * k - 1),
-                                         (dpmpp_2m, lambda k: k), (reverse_sde, lambda k: k)],
-                         ids=["euler", "heun", "dpmpp_2m", "reverse_sde"])
+                                         (dpmpp_2m, lambda k: k), (reverse_sde, lambda k: k),
+                                         (dpmpp_2m_sde, lambda k: k)],
+                         ids=["euler", "heun", "dpmpp_2m", "reverse_sde", "dpmpp_2m_sde"])
 @pytest.mark.parametrize("steps", [1, 2, 7])
 def test_network_evaluations(solver, nfe, steps: int) -> None:
     counted = CountCalls(toy_model)
@@ -221,7 +222,7 @@ def test_network_evaluations(solver, nfe, steps: int) -> None:
     assert float(counted.ts[0][0]) == 999.0  # the first evaluation is at the schedule's last step
 
 
-@pytest.mark.parametrize("solver", SOLVERS + [reverse_sde], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("solver", SOLVERS + [reverse_sde, dpmpp_2m_sde], ids=lambda f: f.__name__)
 def test_callback_is_chapter_05s(solver) -> None:
     x_T = torch.randn(3, 1, 4, 4, generator=_gen(9))
     calls = []

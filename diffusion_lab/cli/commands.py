@@ -105,8 +105,9 @@ def sample_command(name: str, *, num: int, sampler: str | None = None, steps: in
                    batch_size: int = 256) -> Path:
     """Generate ``num`` samples from checkpoint ``name`` and write them to ``out`` (.npz); see ``generate``.
 
-    sampler, steps: None is the checkpoint's default (``DiffusionPipeline.default_sampler``: DDIM for a noise
-    predictor, Euler for a flow). Prints the sampler used and its network evaluations per sample.
+    sampler, steps: None is the checkpoint's default: the sampler its JSON names (mnist: "dpmpp2m_sde", 32 steps;
+    ``samplers.default_sampling``), else DDIM for a noise predictor and Euler for a flow, 50 steps. Prints the
+    sampler used and its network evaluations per sample.
 
     guidance_scale: None leaves the pipeline's own default (1, no guidance, for a single checkpoint; 3 for the
     ``unclip`` system's decoder).
@@ -124,8 +125,9 @@ def sample_command(name: str, *, num: int, sampler: str | None = None, steps: in
     x = pipeline(num, sampler=sampler, steps=steps, eta=eta, seed=seed, class_label=class_label, prompt=prompt,
                  negative_prompt=negative_prompt, classifier_scale=classifier_scale, batch_size=batch_size,
                  **guidance)
-    used, used_steps = pipeline.sampler_and_steps(sampler, steps)
-    which = used if sampler is not None else f"{used} (the default for {name})"
+    used, used_steps = pipeline.sampler_and_steps(sampler, steps, classifier_scale=classifier_scale)
+    guided = " with classifier guidance" if classifier_scale > 0 else ""
+    which = used if sampler is not None else f"{used} (the default for {name}{guided})"
     print(f"{which}, {used_steps} steps: {pipeline.cost(used, used_steps)}")
     if x.ndim == 2:  # points (N, D), not images
         arrays = {"points": x.float().cpu().numpy()}

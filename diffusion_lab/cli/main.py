@@ -3,11 +3,11 @@
     python -m diffusion_lab doctor                      is this machine ready?
     python -m diffusion_lab student --out DIR [--force] chapters with the solutions blanked
     python -m diffusion_lab train --preset NAME [--steps N] [--out DIR] [--resume] [--publish]
-    python -m diffusion_lab sample NAME --num N [--sampler ddpm|ddim|euler|heun|dpmpp2m|sde] [--steps K]
-        [--class C] --seed S --out FILE.npz
+    python -m diffusion_lab sample NAME --num N [--sampler ddpm|ddim|euler|heun|dpmpp2m|sde|dpmpp2m_sde]
+        [--steps K] [--class C] --seed S --out FILE.npz
         [--prompt TEXT] [--negative-prompt TEXT] [--guidance-scale W] [--classifier-scale S] [--batch-size B]
-        (without --sampler: the model's default, ddim for a noise predictor, euler for a flow such as
-        mnist_flow, which takes --sampler euler or heun only)
+        (without --sampler or --steps: the model's own, from its checkpoint (mnist: dpmpp2m_sde, 32 steps),
+        else ddim for a noise predictor and euler for a flow such as mnist_flow, which takes euler or heun only)
     python -m diffusion_lab imagine "PROMPT --no W --seed S --chaos C --steps K --cfg W" --out JOB.npz
     python -m diffusion_lab upscale JOB.npz I --out UP.npz
     python -m diffusion_lab vary JOB.npz I [--subtle|--strong] [--seed S] --out V.npz
@@ -132,9 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.add_argument("--sampler", choices=list(SAMPLERS), default=None,
                    help="; ".join(f"{name}: {s.about}" for name, s in SAMPLERS.items()) +
-                        " (default: the model's own, ddim for a noise predictor, euler for a flow)")
+                        " (default: the model's own, named in its checkpoint, e.g. dpmpp2m_sde for mnist; else ddim "
+                        "for a noise predictor, euler for a flow)")
     p.add_argument("--steps", type=int, default=None,
-                   help="sampler steps K (heun evaluates the network 2K - 1 times; default: the model's own, 50)")
+                   help="sampler steps K (heun evaluates the network 2K - 1 times; default: 50, or the steps the "
+                        "checkpoint names with its own sampler, 32 for mnist's)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM's eta (0 = deterministic)")
     p.add_argument("--class", dest="class_label", type=int,
                    help="digit to generate: mnist_cond, or mnist with --classifier-scale")

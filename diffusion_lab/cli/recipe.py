@@ -28,6 +28,10 @@ class Preset:
     Chapter 09: a "flow_unet" learns flow matching's velocity (``FlowMatchingObjective``) instead of the noise,
     and has no noise schedule (``schedule`` and ``T`` are not used).
 
+    ``sampling`` (sampler, steps) is written into the checkpoint's JSON as the sampler its pipeline uses when a
+    call names none (``pipelines.samplers.default_sampling``): the one a bench measured best for that model (None:
+    the pipeline's own, DDIM or a flow's Euler, 50 steps).
+
     Chapter 10: a "clip" trains on "scenes" (the training split of one- and two-shape scenes, ``data/scenes.py``)
     or "scenes_tiny" (a few hundred of them, for tests) with the contrastive objective. An "upsampler" learns 2x
     super-resolution on crops (the U-Net's ``image_size``) of "scenes_sr" (64x64 scene pictures at two scales,
@@ -58,6 +62,7 @@ class Preset:
     snr_gamma: float | None = None
     clip: str | None = None
     text_encoder: str | None = None
+    sampling: tuple[str, int] | None = None
 
     def with_steps(self, steps: int) -> Preset:
         return dataclasses.replace(self, train=dataclasses.replace(self.train, steps=steps))

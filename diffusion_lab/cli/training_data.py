@@ -166,7 +166,14 @@ def checkpoint_extra(preset: Preset) -> dict:
     latents it learned and their scale s, which its pipeline checks before decoding anything (and, for the latents
     of scenes, their range r, which chapter 11's dynamic thresholding reads); for a model that
     learned from a CLIP's embeddings, that CLIP and its weights' SHA-256, so the DALL-E 2 pipeline can refuse
-    stages trained on different CLIPs; for a model that borrowed a frozen text encoder, whose it was."""
+    stages trained on different CLIPs; for a model that borrowed a frozen text encoder, whose it was; and the
+    default ``sampling`` its preset names (``Preset.sampling``)."""
+    sampling = {} if preset.sampling is None else {"sampling": dict(zip(("sampler", "steps"), preset.sampling))}
+    return {**_companions(preset), **sampling}
+
+
+def _companions(preset: Preset) -> dict:
+    """The checkpoints a preset's model was trained with, for ``checkpoint_extra``."""
     from diffusion_lab.pretrained import read_manifest
 
     if preset.clip is not None:

@@ -23,6 +23,7 @@ from diffusion_lab.pipelines.samplers import (
     SCHEDULERS,
     check_eta,
     check_fits,
+    default_sampling,
     get_sampler,
     make_scheduler,
     plan_sampler,
@@ -60,7 +61,8 @@ class DiffusionPipeline:
     [-clip_range, clip_range], where samplers clip their guess of x_0; None: unbounded data, no clipping.
     predicts: what the model predicts, which decides the samplers that fit it (``samplers.SAMPLERS``): "eps",
     the noise, on the checkpoint's noise schedule; "velocity", a flow's (chapter 09), which has no schedule.
-    default_sampler, default_steps: what ``__call__`` samples with when no sampler or steps are given.
+    default_sampler, default_steps: what ``__call__`` samples with when no sampler or steps are given; a
+    checkpoint's JSON may set its own (``samplers.default_sampling``), as the shipped mnist does (DDPM, 32 steps).
     """
 
     accepts: frozenset[str] = frozenset()
@@ -74,6 +76,8 @@ class DiffusionPipeline:
         if pre.schedule is None and self.predicts == EPS:  # a noise predictor is read through its schedule
             raise ValueError(f"{pre.name} is a {pre.info['kind']}, not a diffusion model: nothing to sample")
         self.pre, self.name, self.model, self.schedule, self.root = pre, pre.name, pre.model, pre.schedule, root
+        self.default_sampler, self.default_steps = default_sampling(pre.info, self.predicts,
+                                                                    (self.default_sampler, self.default_steps))
 
     @property
     def device(self) -> torch.device:
@@ -110,10 +114,15 @@ class DiffusionPipeline:
         check_eta(sampler, eta)
         return make_scheduler(sampler, self.schedule, steps, eta, self.clip_range)
 
-    def sampler_and_steps(self, sampler: str | None = None, steps: int | None = None) -> tuple[str, int]:
-        """The sampler and steps a call with these arguments uses: None means the pipeline's default."""
-        return (self.default_sampler if sampler is None else sampler,
-                self.default_steps if steps is None else steps)
+    def sampler_and_steps(self, sampler: str | None = None, steps: int | None = None,
+                          **conditions: Any) -> tuple[str, int]:
+        """The sampler and steps a call with these arguments uses. None: the default sampler, with its steps; a
+        sampler given without steps takes the default steps only if it is the default sampler (a checkpoint's
+        steps were chosen for its sampler), else 50. A pipeline whose guidance needs particular samplers picks
+        its default from the call's ``conditions``."""
+        if sampler is None or sampler == self.default_sampler:
+            return self.default_sampler, self.default_steps if steps is None else steps
+        return sampler, DiffusionPipeline.default_steps if steps is None else steps
 
     def cost(self, sampler: str, steps: int) -> str:
         """What one sample costs with this sampler and number of steps, in words (the CLI prints it)."""
@@ -124,8 +133,9 @@ class DiffusionPipeline:
                  **conditions: Any) -> torch.Tensor:
         """``num`` samples (num, *sample_shape()) in the data's range, sampled ``batch_size`` at a time, by the
         sampler called ``sampler`` over ``steps`` steps (``samplers.SAMPLERS``: "ddpm", "ddim", "euler", "heun",
-        "dpmpp2m", "sde" for a noise predictor; "euler", "heun" for a flow; None: ``default_sampler``, "ddim" for
-        a noise predictor and "euler" for a flow, over ``default_steps``, 50).
+        "dpmpp2m", "sde", "dpmpp2m_sde" for a noise predictor; "euler", "heun" for a flow; None: ``default_sampler`` over
+        ``default_steps``, the checkpoint's own if its JSON names them, else DDIM for a noise predictor and Euler
+        for a flow, over 50 steps).
 
         The same seed, num, batch_size and arguments give the same samples, on every device and thread count.
         One generator serves the batches in turn (each draws its x_T, then its steps' noise), so up to
@@ -140,7 +150,7 @@ class DiffusionPipeline:
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed!r}; e.g. seed=0")
         given = self.check_conditions(conditions)
-        sampler, steps = self.sampler_and_steps(sampler, steps)
+        sampler, steps = self.sampler_and_steps(sampler, steps, **given)
         run = plan_sampler(sampler, self.schedule, steps, eta, self.clip_range, self.predicts)  # checked before work
         shape = self.sample_shape()
         check_memory(num, shape, self.device)  # before any work

@@ -33,10 +33,10 @@ def generate(checkpoint: str | Pretrained, num: int, *, sampler: str | None = No
         (sampled on the device it lives on).
     sampler, steps, eta: a sampler of ``samplers.SAMPLERS`` with that many steps: "ddpm", "ddim" (eta: DDIM's
         noise, 0 = deterministic), or chapter 09's "euler", "heun" (2 steps - 1 network evaluations), "dpmpp2m",
-        "sde" over Karras et al.'s noise levels. A flow (mnist_flow, chapter 09) takes "euler" or "heun" only,
+        "sde", "dpmpp2m_sde" over Karras et al.'s noise levels. A flow (mnist_flow, chapter 09) takes "euler" or "heun" only,
         over equal steps of its time; the others read a noise prediction and are a clear error there.
-        None: the checkpoint's default (``DiffusionPipeline.default_sampler``), DDIM with 50 steps for a noise
-        predictor, Euler with 50 steps for a flow.
+        None: the checkpoint's default, the "sampling" entry of its JSON where it has one (mnist: DPM-Solver++(2M)
+        SDE, 32 steps), else DDIM with 50 steps for a noise predictor and Euler with 50 steps for a flow.
     conditions, as the checkpoint's pipeline accepts them:
         class_label: the digit for mnist_cond (classifier-free guidance) or for mnist with classifier guidance.
         prompt, negative_prompt: one text for all samples or one per sample (text models).

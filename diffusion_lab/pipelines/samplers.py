@@ -19,7 +19,7 @@ from diffusion_lab.flows import flow_euler, flow_heun
 from diffusion_lab.ode import dpmpp_2m, euler, heun, karras_sigmas_for
 from diffusion_lab.sampling import Callback, DDIMScheduler, DDPMScheduler, Model, sample
 from diffusion_lab.schedules import NoiseSchedule
-from diffusion_lab.sde import reverse_sde
+from diffusion_lab.sde import dpmpp_2m_sde, reverse_sde
 from diffusion_lab.tensors import check_int
 
 # run(model, x_T, *, generator, callback) -> x_0: x_T (B, ...) ~ N(0, I), one planned way of sampling
@@ -121,6 +121,9 @@ SAMPLERS: dict[str, Sampler] = {
                        "DPM-Solver++(2M) solves the probability-flow ODE and adds no noise"),
     "sde": Sampler({EPS: _over_karras_sigmas(reverse_sde)}, lambda k: k,
                    "Euler-Maruyama on the reverse SDE (chapter 09)", "the reverse SDE adds the noise its equation says"),
+    "dpmpp2m_sde": Sampler({EPS: _over_karras_sigmas(dpmpp_2m_sde)}, lambda k: k,
+                           "DPM-Solver++(2M) for the reverse SDE, Lu et al. 2022 (chapter 09)",
+                           "DPM-Solver++(2M) SDE adds the noise the reverse SDE says"),
 }
 
 
@@ -155,6 +158,28 @@ def check_eta(name: str, eta: float, predicts: str = EPS) -> None:
     if sampler.noise is not None and eta != 0:
         ddim = " or use sampler='ddim' (--sampler ddim)" if "ddim" in samplers_for(predicts) else ""
         raise ValueError(f"eta={eta} is DDIM's setting: {sampler.noise}. Drop eta (--eta){ddim}")
+
+
+def default_sampling(info: dict, predicts: str, fallback: tuple[str, int]) -> tuple[str, int]:
+    """The sampler and number of steps a checkpoint is sampled with when a call names none: its JSON's
+    ``"sampling"`` entry, e.g. ``{"sampler": "ddpm", "steps": 32}`` (the sampler its bench measured best, as
+    diffusers keeps a scheduler config beside each model), else ``fallback`` (the pipeline's own default).
+    info: the checkpoint's JSON (``Pretrained.info``); predicts: what its model predicts. A wrong entry is a
+    clear error naming the file, so a hand-edited JSON fails when it is loaded, not in the middle of sampling."""
+    entry = info.get("sampling")
+    if entry is None:
+        return fallback
+    where = f"{info.get('name', 'the checkpoint')}.json's \"sampling\" entry"
+    example = '{"sampler": "ddpm", "steps": 32}'
+    if not isinstance(entry, dict) or set(entry) != {"sampler", "steps"}:
+        raise ValueError(f"{where} must be like {example}, got {entry!r}: mend or delete it")
+    sampler, steps = entry["sampler"], entry["steps"]
+    if not isinstance(sampler, str) or sampler not in SAMPLERS:
+        raise ValueError(f"{where} names sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    check_fits(sampler, predicts)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"{where} has steps={steps!r}; it must be a whole number of steps, 1 or more")
+    return sampler, steps
 
 
 def plan_sampler(name: str, schedule: NoiseSchedule | None, steps: int, eta: float = 0.0,

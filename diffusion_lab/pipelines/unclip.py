@@ -184,7 +184,8 @@ class UnCLIPPipeline:
                                                      generator=generator, upscale=upscale, callback=callback))
         return torch.cat(out)
 
-    def sampler_and_steps(self, sampler: str | None = None, steps: int | None = None) -> tuple[str, int]:
+    def sampler_and_steps(self, sampler: str | None = None, steps: int | None = None,
+                          **conditions: Any) -> tuple[str, int]:
         """The decoder's sampler and steps for these arguments (None: DDIM, 50)."""
         return (self.default_sampler if sampler is None else sampler, self.default_steps if steps is None else steps)
 

@@ -9,6 +9,7 @@ import torch
 
 from diffusion_lab.guidance import classifier_guidance
 from diffusion_lab.pipelines.base import DiffusionPipeline, load_judge
+from diffusion_lab.pipelines.samplers import SCHEDULERS
 from diffusion_lab.sampling import Model
 
 
@@ -26,6 +27,15 @@ class ImagePipeline(DiffusionPipeline):
     towards that class with the noise-aware ``classifier`` (a module or a checkpoint name)."""
 
     accepts = frozenset({"class_label", "classifier_scale", "classifier"})
+
+    def sampler_and_steps(self, sampler: str | None = None, steps: int | None = None,
+                          **conditions: Any) -> tuple[str, int]:
+        """As ``DiffusionPipeline``'s, except that classifier guidance reads the schedule at whole steps
+        (``guidance.classifier_guidance``): with it, a checkpoint default that steps between them (mnist's
+        DPM-Solver++(2M) SDE) gives way to chapter 05's DDIM with 50 steps."""
+        if sampler is None and conditions.get("classifier_scale", 0.0) > 0 and self.default_sampler not in SCHEDULERS:
+            return DiffusionPipeline.default_sampler, DiffusionPipeline.default_steps if steps is None else steps
+        return super().sampler_and_steps(sampler, steps)
 
     def guided_model(self, num: int, *, class_label: int | None = None, classifier_scale: float = 0.0,
                      classifier: Any = "mnist_noisy_classifier") -> Model:
