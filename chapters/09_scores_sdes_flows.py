@@ -979,9 +979,9 @@ else:
 # - **The flow did better than its twin.** With the same data and steps, `mnist_flow` reaches 91.5 % with 50
 #   Euler steps and 91.8 % with Heun at 49 evaluations, three points over `mnist_60k`: the one thing that
 #   differs between them is what the network predicts. It ties the shipped `mnist` after half the training.
-# - **At about ten evaluations** all three sit between 85 and 87 %, 11 to 13 points short of real digits. Here
-#   the FID tells the samplers apart (about 125 for DDIM-10, 50 for DPM-Solver++(2M)-10, 62 for the flow's Euler-10) where the
-#   recognised share hardly does.
+# - **At about ten evaluations of an ODE sampler** all three sit between 85 and 87 %, 11 to 13 points short of
+#   real digits. Here the FID tells the samplers apart (about 125 for DDIM-10, 50 for DPM-Solver++(2M)-10, 62 for
+#   the flow's Euler-10) where the recognised share hardly does.
 # - **The sampler was worth more than the recipe.** The shipped `mnist` with 32 DDPM steps scores 92.9 % and a
 #   FID of 37, against 91.1 % and 46 with DDIM-50, for two thirds of the evaluations. DPM-Solver++(2M) SDE goes
 #   further: 94.0 % at 32 steps and 94.5 % at 50, and at 10 steps 90.0 % with a FID of 37, where DDIM-10 has
