@@ -22,7 +22,7 @@ per-seed values are kept). Real test digits' recognised share is the line to rea
     .venv/bin/python bench/better_mnist.py --models mnist_flow                    # adds a model, about 3 min
     .venv/bin/python bench/better_mnist.py --seeds 0 --results /tmp/better        # a quick look, kept apart
     .venv/bin/python bench/better_mnist.py --points ddim:50 dpmpp2m_sde:10 dpmpp2m_sde:32 dpmpp2m_sde:50 \
-        --seeds 2 3 4 5 --results bench/results/better_mnist_heldout   # the default sampler on fresh seeds, 16 min
+        --seeds 2 3 4 5 6 7 8 9 --results bench/results/better_mnist_heldout   # the default on fresh seeds, 30 min
 
 Writes bench/results/better_mnist.json and .md (or into ``--results``); a model measured with the same ``--num``
 and ``--seeds`` as the results already there joins them, anything else starts them afresh. Chapter 09 prints
