@@ -797,8 +797,8 @@ explorer
 # have solved it. DDIM solves that ODE too, on chapter 05's grid of steps; with few steps its digits follow
 # DDPM's (both take the same big first step from $t = 999$), and by $K = 32$ they are close to the other
 # three's. DDPM adds fresh noise at every step, so from $K = 16$ on its digits are its own; so does
-# DPM-Solver++(2M) SDE in the last row, which shares the ODE solvers' noise levels but not their paths; its
-# digits look finished from $K = 4$, where the ODE rows' are still rough.
+# DPM-Solver++(2M) SDE in the last row, which shares the ODE solvers' noise levels but not their paths; at
+# $K = 4$ most of its digits are already clean, where the ODE rows' are still rough.
 #
 # One point measured now: about ten network evaluations per sample, every sampler, judged by the course
 # classifier (chapter 05): the share recognised with confidence $\geq 0.9$, the digit classes present and the

@@ -158,3 +158,17 @@ def test_classifier_guidance_keeps_a_sampler_on_whole_steps(tmp_path, capsys) ->
     assert main(["sample", "mnist", "--num", "1", "--class", "7", "--classifier-scale", "4", "--steps", "2",
                  "--out", str(out)]) == 0
     assert "ddim (the default for mnist with classifier guidance), 2 steps" in capsys.readouterr().out
+
+
+def test_a_pipeline_classs_own_steps_hold_for_a_sampler_the_checkpoint_does_not_name(tmp_path) -> None:
+    """A sampler other than the checkpoint's takes the pipeline class's steps (25 for the latent text-to-image
+    pipelines), not the checkpoint's and not a fixed 50."""
+    root = _save_uncond(tmp_path, "own", {"sampler": "dpmpp2m_sde", "steps": 3})
+
+    class FewSteps(ImagePipeline):
+        default_steps = 7
+
+    pipeline = FewSteps(load_pretrained("own", root=root))
+    assert pipeline.sampler_and_steps() == ("dpmpp2m_sde", 3)
+    assert pipeline.sampler_and_steps("ddim") == ("ddim", 7)
+    assert pipeline.sampler_and_steps(classifier_scale=2.0) == ("ddim", 7)

@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                         " (default: the model's own, named in its checkpoint, e.g. dpmpp2m_sde for mnist; else ddim "
                         "for a noise predictor, euler for a flow)")
     p.add_argument("--steps", type=int, default=None,
-                   help="sampler steps K (heun evaluates the network 2K - 1 times; default: 50, or the steps the "
-                        "checkpoint names with its own sampler, 32 for mnist's)")
+                   help="sampler steps K (heun evaluates the network 2K - 1 times; default: the model's own, 50 for "
+                        "most, 32 with mnist's own sampler)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM's eta (0 = deterministic)")
     p.add_argument("--class", dest="class_label", type=int,
                    help="digit to generate: mnist_cond, or mnist with --classifier-scale")

@@ -116,13 +116,13 @@ class DiffusionPipeline:
 
     def sampler_and_steps(self, sampler: str | None = None, steps: int | None = None,
                           **conditions: Any) -> tuple[str, int]:
-        """The sampler and steps a call with these arguments uses. None: the default sampler, with its steps; a
-        sampler given without steps takes the default steps only if it is the default sampler (a checkpoint's
-        steps were chosen for its sampler), else 50. A pipeline whose guidance needs particular samplers picks
-        its default from the call's ``conditions``."""
+        """The sampler and steps a call with these arguments uses. None: the default sampler, with its steps. A
+        sampler given without steps takes the checkpoint's steps only if it is the checkpoint's sampler (those
+        steps were chosen for it), else the pipeline class's own (50; 25 for the latent text-to-image ones). A
+        pipeline whose guidance needs particular samplers picks its default from the call's ``conditions``."""
         if sampler is None or sampler == self.default_sampler:
             return self.default_sampler, self.default_steps if steps is None else steps
-        return sampler, DiffusionPipeline.default_steps if steps is None else steps
+        return sampler, type(self).default_steps if steps is None else steps
 
     def cost(self, sampler: str, steps: int) -> str:
         """What one sample costs with this sampler and number of steps, in words (the CLI prints it)."""

@@ -34,7 +34,7 @@ class ImagePipeline(DiffusionPipeline):
         (``guidance.classifier_guidance``): with it, a checkpoint default that steps between them (mnist's
         DPM-Solver++(2M) SDE) gives way to chapter 05's DDIM with 50 steps."""
         if sampler is None and conditions.get("classifier_scale", 0.0) > 0 and self.default_sampler not in SCHEDULERS:
-            return DiffusionPipeline.default_sampler, DiffusionPipeline.default_steps if steps is None else steps
+            return type(self).default_sampler, type(self).default_steps if steps is None else steps
         return super().sampler_and_steps(sampler, steps)
 
     def guided_model(self, num: int, *, class_label: int | None = None, classifier_scale: float = 0.0,
