@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 
 from diffusion_lab.cli.presets import Preset, build_objective, checkpoint_extra, get_preset, noise_schedule
-from diffusion_lab.cli.training_data import frozen_text_encoder
+from diffusion_lab.cli.training_data import frozen_text_encoder, start_from_checkpoint
 from diffusion_lab.config import pick_device, seed_everything
 from diffusion_lab.data.files import atomic_write, check_writable
 from diffusion_lab.pretrained import checkpoints_dir, model_kinds, save_pretrained
@@ -40,8 +40,11 @@ def describe_hardware(device: torch.device) -> str:
 
 def build_model(preset: Preset) -> torch.nn.Module:
     """A fresh model of the preset's kind and config; with ``preset.text_encoder``, it reads prompts through that
-    checkpoint's text encoder, copied in and frozen (``frozen_text_encoder``)."""
+    checkpoint's text encoder, copied in and frozen (``frozen_text_encoder``); with ``preset.init``, it starts
+    from that checkpoint's weights (``start_from_checkpoint``)."""
     model_cls, _ = model_kinds()[preset.kind]
+    if preset.init is not None:
+        return start_from_checkpoint(model_cls(preset.model_config), preset)
     if preset.text_encoder is None:
         return model_cls(preset.model_config)
     return model_cls(preset.model_config, text_encoder=frozen_text_encoder(preset.text_encoder,

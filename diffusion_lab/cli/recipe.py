@@ -32,6 +32,10 @@ class Preset:
     call names none (``pipelines.samplers.default_sampling``): the one a bench measured best for that model (None:
     the pipeline's own, DDIM or a flow's Euler, 50 steps).
 
+    ``init`` names a shipped checkpoint of the same kind and config whose weights training starts from (and its
+    EMA copy with them), instead of fresh ones: fine-tuning. The checkpoint's SHA-256 is recorded beside the new
+    weights, so the run says exactly what it continued.
+
     Chapter 10: a "clip" trains on "scenes" (the training split of one- and two-shape scenes, ``data/scenes.py``)
     or "scenes_tiny" (a few hundred of them, for tests) with the contrastive objective. An "upsampler" learns 2x
     super-resolution on crops (the U-Net's ``image_size``) of "scenes_sr" (64x64 scene pictures at two scales,
@@ -63,6 +67,7 @@ class Preset:
     clip: str | None = None
     text_encoder: str | None = None
     sampling: tuple[str, int] | None = None
+    init: str | None = None
 
     def with_steps(self, steps: int) -> Preset:
         return dataclasses.replace(self, train=dataclasses.replace(self.train, steps=steps))

@@ -8,6 +8,7 @@ embeddings, chapter 10) and builds the objective ``fit`` trains towards.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -31,6 +32,7 @@ from diffusion_lab.training import (
 if TYPE_CHECKING:
     from diffusion_lab.data.scenes import SceneDataset
     from diffusion_lab.models.text import TextEncoderConfig
+    from diffusion_lab.pretrained import Pretrained
 
 SHAPES_TRAIN_IMAGES = 20_000  # about 90 pictures of each of the 220 training combinations
 SCENES_TRAIN_IMAGES = {"scenes": 20_000, "scenes_tiny": 256}  # half of them of two shapes
@@ -155,6 +157,43 @@ def frozen_text_encoder(checkpoint: str, text: TextEncoderConfig) -> torch.nn.Mo
     return encoder.requires_grad_(False)
 
 
+def start_from_checkpoint(model: torch.nn.Module, preset: Preset) -> torch.nn.Module:
+    """``model`` with the weights of ``preset.init`` (``init_checkpoint``), of the same kind, config and schedule,
+    in float32: where a fine-tuning recipe starts. Raises a ValueError naming what differs when they do not fit."""
+    loaded = init_checkpoint(preset.init)
+    kind, schedule = loaded.info["kind"], loaded.info.get("schedule")
+    if kind != preset.kind or loaded.model.config != preset.model_config:
+        raise ValueError(f"preset {preset.name!r} starts from checkpoint {preset.init!r}, a {kind} with "
+                         f"{loaded.model.config}, but trains a {preset.kind} with {preset.model_config}; name a "
+                         f"checkpoint of the same kind and config")
+    if schedule and (schedule["name"], schedule["T"]) != (preset.schedule, preset.T):
+        raise ValueError(f"preset {preset.name!r} trains with the {preset.schedule} schedule, T = {preset.T}, but "
+                         f"checkpoint {preset.init!r} learnt the {schedule['name']} one, T = {schedule['T']}; "
+                         f"give the preset the checkpoint's schedule")
+    model.load_state_dict({k: v.float() for k, v in loaded.model.state_dict().items()})
+    return model
+
+
+def init_folder(name: str) -> Path:
+    """Where checkpoint ``name`` is read from as a starting point: data/checkpoints when it is shipped, else the
+    folder its own training run writes its weights to (runs/NAME, ``train_command``'s default ``out``)."""
+    from diffusion_lab.pretrained import checkpoints_dir, read_manifest
+
+    return checkpoints_dir() if name in read_manifest() else Path("runs") / name
+
+
+def init_checkpoint(name: str) -> Pretrained:
+    """The checkpoint ``name`` a fine-tuning recipe starts from: the shipped one, else the weights its own run
+    left in runs/NAME. Raises a ValueError that says how to make them when there are neither."""
+    from diffusion_lab.pretrained import load_pretrained, read_manifest
+
+    folder = init_folder(name)
+    if name not in read_manifest(folder):
+        raise ValueError(f"this recipe starts from the weights of {name!r}, which are not shipped and not in "
+                         f"{folder}: make them first with `python -m diffusion_lab train --preset {name}`")
+    return load_pretrained(name, root=folder)
+
+
 def _load_autoencoder(preset: Preset) -> torch.nn.Module:
     from diffusion_lab.pretrained import load_pretrained
 
@@ -169,7 +208,17 @@ def checkpoint_extra(preset: Preset) -> dict:
     stages trained on different CLIPs; for a model that borrowed a frozen text encoder, whose it was; and the
     default ``sampling`` its preset names (``Preset.sampling``)."""
     sampling = {} if preset.sampling is None else {"sampling": dict(zip(("sampler", "steps"), preset.sampling))}
-    return {**_companions(preset), **sampling}
+    return {**_companions(preset), **sampling, **_started_from(preset)}
+
+
+def _started_from(preset: Preset) -> dict:
+    """For a fine-tuned model (``Preset.init``), the checkpoint it started from and that checkpoint's SHA-256."""
+    from diffusion_lab.pretrained import read_manifest
+
+    if preset.init is None:
+        return {}
+    manifest = read_manifest(init_folder(preset.init))
+    return {"init": {"name": preset.init, "sha256": manifest[preset.init]["sha256"][f"{preset.init}.safetensors"]}}
 
 
 def _companions(preset: Preset) -> dict:
