@@ -18,9 +18,10 @@ from diffusion_lab.models.unet import UNet, UNetConfig
 from diffusion_lab.pipelines import generate, load_pipeline
 from diffusion_lab.pipelines.base import DiffusionPipeline
 from diffusion_lab.pipelines.class_conditional import ClassConditionalPipeline
+from diffusion_lab.pipelines.defaults import default_sampling
 from diffusion_lab.pipelines.flow import FlowImagePipeline
 from diffusion_lab.pipelines.latent import LatentImagePipeline
-from diffusion_lab.pipelines.samplers import check_fits, default_sampling
+from diffusion_lab.pipelines.samplers import check_fits
 from diffusion_lab.pipelines.text_conditional import TextConditionalPipeline
 from diffusion_lab.pipelines.unconditional import ImagePipeline, PointsPipeline
 from diffusion_lab.pretrained import load_pretrained, read_manifest, save_pretrained
@@ -116,6 +117,13 @@ def test_a_checkpoints_sampling_entry_is_its_default(tmp_path, capsys) -> None:
     ({"sampler": "ddpm", "steps": "32"}, "has steps='32'"),
     ({"sampler": "ddpm"}, "own.json's \"sampling\" entry must be like {\"sampler\": \"ddpm\", \"steps\": 32}"),
     ("ddpm", "must be like"),
+    ({"sampler": "ddpm", "steps": 32, "sigma": 20}, "optionally with guide, guide_interval, guide_scale, sigma_max"),
+    ({"sampler": "dpmpp2m", "steps": 8, "sigma_max": -1}, "has sigma_max=-1; it must be a number above 0"),
+    ({"sampler": "dpmpp2m", "steps": 8, "sigma_max": "20"}, "has sigma_max='20'"),
+    ({"sampler": "ddim", "steps": 8, "sigma_max": 20}, "gives sigma_max, but 'ddim' does not step over noise levels"),
+    ({"sampler": "ddim", "steps": 8, "guide": 3}, "has guide=3; it must name a checkpoint"),
+    ({"sampler": "ddim", "steps": 8, "guide": "g", "guide_scale": -1}, "has guide_scale=-1; it must be a number >= 0"),
+    ({"sampler": "ddim", "steps": 8, "guide_scale": 2}, "gives guide_scale or guide_interval but no guide"),
 ])
 def test_a_wrong_sampling_entry_is_a_clear_error_when_loading(tmp_path, sampling, message) -> None:
     root = _save_uncond(tmp_path, "own", sampling)
@@ -137,17 +145,19 @@ def test_presets_name_samplers_that_fit_their_models_and_the_json_carries_them()
         if preset.sampling is not None:
             predicts = FlowImagePipeline.predicts if preset.kind == "flow_unet" else DiffusionPipeline.predicts
             info = {"name": preset.name, **checkpoint_extra(preset)}
-            assert default_sampling(info, predicts, ("ddim", 50)) == preset.sampling, preset.name
+            parsed = default_sampling(info, predicts, ("ddim", 50))  # checks every entry
+            assert (parsed.sampler, parsed.steps) == (preset.sampling["sampler"], preset.sampling["steps"]), preset.name
     mnist = get_preset("mnist").sampling
     assert mnist is not None and "mnist" in read_manifest()
-    assert load_pretrained("mnist").info["sampling"] == dict(zip(("sampler", "steps"), mnist))
+    assert load_pretrained("mnist").info["sampling"] == mnist
 
 
 def test_classifier_guidance_keeps_a_sampler_on_whole_steps(tmp_path, capsys) -> None:
     """mnist's own default (DPM-Solver++(2M) SDE) asks the model between whole steps, which classifier guidance
     cannot read: a guided call without a sampler takes DDIM with 50 steps (or the steps given), as before."""
     mnist = load_pipeline("mnist")
-    assert mnist.sampler_and_steps() == get_preset("mnist").sampling
+    own = get_preset("mnist").sampling
+    assert mnist.sampler_and_steps() == (own["sampler"], own["steps"])
     assert mnist.sampler_and_steps(classifier_scale=4.0) == ("ddim", 50)
     assert mnist.sampler_and_steps(steps=3, classifier_scale=4.0) == ("ddim", 3)
     assert mnist.sampler_and_steps("ddpm", classifier_scale=4.0) == ("ddpm", 50)

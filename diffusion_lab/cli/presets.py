@@ -69,13 +69,15 @@ def _presets() -> dict[str, Preset]:
                                                         ema_decay=0.995, checkpoint_every=500),
                data="swiss_roll", float16=True, description="the 2-D swiss-roll denoiser of chapter 04"),
         Preset("mnist", "unet", UNetConfig.mnist(), mnist_train, data="mnist", float16=True,
-               sampling=("dpmpp2m_sde", 32),  # bench/better_mnist.py: its best at <= 50 NFE (chapter 09)
+               # bench/better_mnist.py: its best at <= 50 NFE (chapter 09), autoguided by mnist_cond's null branch
+               sampling={"sampler": "dpmpp2m_sde", "steps": 25, "sigma_max": 20.0, "guide": "mnist_cond",
+                         "guide_scale": 1.5, "guide_interval": [1.0, 5.0]},
                description="unconditional MNIST digits"),
         Preset("mnist_60k", "unet", UNetConfig.mnist(), full_train, data="mnist_full", snr_gamma=5.0, float16=True,
                description="the mnist U-Net on all 60,000 digits with Min-SNR-5 weighting, 10,000 steps: chapter "
                            "09's try at a better mnist, measured (bench/better_mnist.py) and not shipped"),
         Preset("mnist_continued", "unet", UNetConfig.mnist(), continued_train, data="mnist_full", float16=True,
-               init="mnist", sampling=("dpmpp2m_sde", 32),
+               init="mnist", sampling={"sampler": "dpmpp2m_sde", "steps": 32},
                description="the shipped mnist trained 6,000 steps more on all 60,000 digits (learning rate 2e-4, "
                            "cooled down over the last 2,000): chapter 09's second try at a better mnist"),
         Preset("mnist_flow", "flow_unet", UNetConfig.mnist(), full_train, data="mnist_full", float16=True,

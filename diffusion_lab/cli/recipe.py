@@ -28,9 +28,10 @@ class Preset:
     Chapter 09: a "flow_unet" learns flow matching's velocity (``FlowMatchingObjective``) instead of the noise,
     and has no noise schedule (``schedule`` and ``T`` are not used).
 
-    ``sampling`` (sampler, steps) is written into the checkpoint's JSON as the sampler its pipeline uses when a
-    call names none (``pipelines.samplers.default_sampling``): the one a bench measured best for that model (None:
-    the pipeline's own, DDIM or a flow's Euler, 50 steps).
+    ``sampling`` is written into the checkpoint's JSON as the way its pipeline samples when a call names no
+    sampler (``pipelines.defaults``: sampler and steps, optionally sigma_max and an autoguidance guide and
+    guide_scale): the one a bench measured best for that model (None: the pipeline's own, DDIM or a flow's
+    Euler, 50 steps).
 
     ``init`` names a shipped checkpoint of the same kind and config whose weights training starts from (and its
     EMA copy with them), instead of fresh ones: fine-tuning. The checkpoint's SHA-256 is recorded beside the new
@@ -66,7 +67,7 @@ class Preset:
     snr_gamma: float | None = None
     clip: str | None = None
     text_encoder: str | None = None
-    sampling: tuple[str, int] | None = None
+    sampling: dict[str, Any] | None = None
     init: str | None = None
 
     def with_steps(self, steps: int) -> Preset:

@@ -207,7 +207,7 @@ def checkpoint_extra(preset: Preset) -> dict:
     learned from a CLIP's embeddings, that CLIP and its weights' SHA-256, so the DALL-E 2 pipeline can refuse
     stages trained on different CLIPs; for a model that borrowed a frozen text encoder, whose it was; and the
     default ``sampling`` its preset names (``Preset.sampling``)."""
-    sampling = {} if preset.sampling is None else {"sampling": dict(zip(("sampler", "steps"), preset.sampling))}
+    sampling = {} if preset.sampling is None else {"sampling": dict(preset.sampling)}
     return {**_companions(preset), **sampling, **_started_from(preset)}
 
 

@@ -16,14 +16,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from diffusion_lab.guidance import check_scale
+from diffusion_lab.guidance import check_interval, check_scale
 from diffusion_lab.pipelines.batching import FiniteWatch, check_memory
+from diffusion_lab.pipelines.defaults import default_sampling
 from diffusion_lab.pipelines.samplers import (
     EPS,
     SCHEDULERS,
     check_eta,
     check_fits,
-    default_sampling,
     get_sampler,
     make_scheduler,
     plan_sampler,
@@ -35,7 +35,8 @@ from diffusion_lab.sampling.scheduler import randn
 # Conditions a caller may give, with the value that means "not given".
 DEFAULTS: dict[str, Any] = {"class_label": None, "prompt": None, "negative_prompt": None,
                             "guidance_scale": 1.0, "classifier_scale": 0.0,
-                            "classifier": "mnist_noisy_classifier"}
+                            "classifier": "mnist_noisy_classifier", "autoguidance_scale": None,
+                            "autoguidance_interval": None}
 
 
 def not_accepted(name: str, condition: str) -> ValueError:
@@ -51,6 +52,10 @@ def not_accepted(name: str, condition: str) -> ValueError:
         "classifier": f"{name} is not steered by a classifier; classifier guidance is for 'mnist'",
         "classifier_scale": "classifier guidance steers the unconditional MNIST model: use it with 'mnist' "
                             "(conditional models use guidance_scale, classifier-free guidance)",
+        "autoguidance_scale": f"{name} is not autoguided: autoguidance_scale is for an unconditional image model "
+                              f"such as 'mnist' (conditional models use guidance_scale)",
+        "autoguidance_interval": f"{name} is not autoguided: autoguidance_interval is for an unconditional image "
+                                 f"model such as 'mnist'",
     }[condition])
 
 
@@ -62,7 +67,8 @@ class DiffusionPipeline:
     predicts: what the model predicts, which decides the samplers that fit it (``samplers.SAMPLERS``): "eps",
     the noise, on the checkpoint's noise schedule; "velocity", a flow's (chapter 09), which has no schedule.
     default_sampler, default_steps: what ``__call__`` samples with when no sampler or steps are given; a
-    checkpoint's JSON may set its own (``samplers.default_sampling``), as the shipped mnist does (DDPM, 32 steps).
+    checkpoint's JSON may set its own (``defaults.Sampling``, kept as ``sampling``), as the shipped mnist does
+    (DPM-Solver++(2M) SDE, 25 steps from sigma = 20, autoguided by mnist_cond's unconditional branch).
     """
 
     accepts: frozenset[str] = frozenset()
@@ -76,8 +82,11 @@ class DiffusionPipeline:
         if pre.schedule is None and self.predicts == EPS:  # a noise predictor is read through its schedule
             raise ValueError(f"{pre.name} is a {pre.info['kind']}, not a diffusion model: nothing to sample")
         self.pre, self.name, self.model, self.schedule, self.root = pre, pre.name, pre.model, pre.schedule, root
-        self.default_sampler, self.default_steps = default_sampling(pre.info, self.predicts,
-                                                                    (self.default_sampler, self.default_steps))
+        self.sampling = default_sampling(pre.info, self.predicts, (self.default_sampler, self.default_steps))
+        self.default_sampler, self.default_steps = self.sampling.sampler, self.sampling.steps
+        if self.sampling.guide is not None and "autoguidance_scale" not in self.accepts:
+            raise ValueError(f"{pre.name}.json's \"sampling\" entry names a guide, but {type(self).__name__} "
+                             f"cannot be autoguided: drop guide and guide_scale from it")
 
     @property
     def device(self) -> torch.device:
@@ -99,6 +108,10 @@ class DiffusionPipeline:
             raise TypeError(f"unknown condition(s) {sorted(unknown)}; a pipeline takes {sorted(DEFAULTS)}")
         check_scale(conditions.get("guidance_scale", 1.0))
         check_scale(conditions.get("classifier_scale", 0.0), "classifier_scale")
+        if conditions.get("autoguidance_scale") is not None:
+            check_scale(conditions["autoguidance_scale"], "autoguidance_scale")
+        if conditions.get("autoguidance_interval") is not None:
+            check_interval(conditions["autoguidance_interval"])
         given = {k: v for k, v in conditions.items() if v is not None and not _is_default(k, v)}
         for condition in DEFAULTS:  # in a fixed order, so the first problem is always the same one
             if condition in given and condition not in self.accepts:
@@ -124,18 +137,43 @@ class DiffusionPipeline:
             return self.default_sampler, self.default_steps if steps is None else steps
         return sampler, type(self).default_steps if steps is None else steps
 
-    def cost(self, sampler: str, steps: int) -> str:
-        """What one sample costs with this sampler and number of steps, in words (the CLI prints it)."""
-        return f"{get_sampler(sampler).nfe(steps)} network evaluations per sample"
+    def own_conditions(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The conditions a call gives (checked), with those of the checkpoint's own recipe it did not give
+        added; here none (``ImagePipeline`` adds the autoguidance its JSON names)."""
+        return given
+
+    def resolve(self, sampler: str | None, steps: int | None,
+                given: dict[str, Any]) -> tuple[str, int, dict[str, Any], float | None]:
+        """(sampler, steps, conditions, sigma_max) a call with these arguments samples with. A call that names no
+        sampler gets the checkpoint's own recipe (``defaults.Sampling``: its sampler, steps, sigma_max and
+        autoguidance), with the steps and conditions it gives; one that names a sampler gets that sampler as on
+        any model (sigma_max None: 80; no autoguidance unless given), so samplers compare fairly."""
+        used, used_steps = self.sampler_and_steps(sampler, steps, **given)
+        if sampler is not None or used != self.sampling.sampler:  # named, or replaced (classifier guidance)
+            return used, used_steps, given, None
+        return used, used_steps, self.own_conditions(given), self.sampling.sigma_max
+
+    def evaluations(self, sampler: str, steps: int, given: dict[str, Any], sigma_max: float | None = None) -> int:
+        """Network evaluations per sample of ``steps`` steps of ``sampler`` under the resolved conditions, starting
+        at ``sigma_max`` (the samplers over noise levels; None: 80)."""
+        return get_sampler(sampler).nfe(steps)
+
+    def nfe(self, sampler: str | None = None, steps: int | None = None, **conditions: Any) -> int:
+        """Network evaluations per sample of a call with these arguments (None: as the call would resolve them)."""
+        return self.evaluations(*self.resolve(sampler, steps, self.check_conditions(conditions)))
+
+    def cost(self, sampler: str | None = None, steps: int | None = None, **conditions: Any) -> str:
+        """What one sample of a call with these arguments costs, in words (the CLI prints it)."""
+        return f"{self.nfe(sampler, steps, **conditions)} network evaluations per sample"
 
     def __call__(self, num: int, *, sampler: str | None = None, steps: int | None = None, eta: float = 0.0,
                  seed: int = 0, callback: Callback | None = None, batch_size: int = 256,
                  **conditions: Any) -> torch.Tensor:
         """``num`` samples (num, *sample_shape()) in the data's range, sampled ``batch_size`` at a time, by the
         sampler called ``sampler`` over ``steps`` steps (``samplers.SAMPLERS``: "ddpm", "ddim", "euler", "heun",
-        "dpmpp2m", "sde", "dpmpp2m_sde" for a noise predictor; "euler", "heun" for a flow; None: ``default_sampler`` over
-        ``default_steps``, the checkpoint's own if its JSON names them, else DDIM for a noise predictor and Euler
-        for a flow, over 50 steps).
+        "dpmpp2m", "sde", "dpmpp2m_sde" for a noise predictor; "euler", "heun" for a flow; None: the checkpoint's own
+        recipe if its JSON names one (``resolve``; mnist: DPM-Solver++(2M) SDE, 25 steps from sigma = 20,
+        autoguided), else DDIM for a noise predictor and Euler for a flow, over 50 steps).
 
         The same seed, num, batch_size and arguments give the same samples, on every device and thread count.
         One generator serves the batches in turn (each draws its x_T, then its steps' noise), so up to
@@ -150,8 +188,9 @@ class DiffusionPipeline:
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
             raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed!r}; e.g. seed=0")
         given = self.check_conditions(conditions)
-        sampler, steps = self.sampler_and_steps(sampler, steps, **given)
-        run = plan_sampler(sampler, self.schedule, steps, eta, self.clip_range, self.predicts)  # checked before work
+        sampler, steps, given, sigma_max = self.resolve(sampler, steps, given)
+        run = plan_sampler(sampler, self.schedule, steps, eta, self.clip_range, self.predicts,
+                           sigma_max)  # checked before work
         shape = self.sample_shape()
         check_memory(num, shape, self.device)  # before any work
         model = self.guided_model(num, **given)  # checks the conditions once, for all batches

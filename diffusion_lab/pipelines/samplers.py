@@ -24,8 +24,9 @@ from diffusion_lab.tensors import check_int
 
 # run(model, x_T, *, generator, callback) -> x_0: x_T (B, ...) ~ N(0, I), one planned way of sampling
 Run = Callable[..., torch.Tensor]
-# plan(schedule, steps, eta, clip_range) -> run, its settings checked (schedule: None for a flow)
-Plan = Callable[[NoiseSchedule | None, int, float, float | None], Run]
+# plan(schedule, steps, eta, clip_range, sigma_max) -> run, its settings checked (schedule: None for a flow;
+# sigma_max: the highest noise level of the solvers over Karras et al.'s levels, None their default 80)
+Plan = Callable[[NoiseSchedule | None, int, float, float | None, float | None], Run]
 
 # What a model predicts, the key of each sampler's plans, and how the errors name it.
 EPS, VELOCITY = "eps", "velocity"
@@ -52,7 +53,9 @@ def make_scheduler(sampler: str, schedule: NoiseSchedule, steps: int, eta: float
 
 def _scheduled(sampler: str) -> Plan:
     """Plan chapter 05's loop over the DDPM or DDIM scheduler."""
-    def plan(schedule: NoiseSchedule, steps: int, eta: float, clip_range: float | None) -> Run:
+    def plan(schedule: NoiseSchedule, steps: int, eta: float, clip_range: float | None,
+             sigma_max: float | None = None) -> Run:
+        _no_sigma_max(sigma_max, f"sampler {sampler!r}")
         scheduler = make_scheduler(sampler, schedule, steps, eta, clip_range)  # checks steps and eta now
 
         def run(model: Model, x_T: torch.Tensor, *, generator: torch.Generator | None = None,
@@ -65,9 +68,12 @@ def _scheduled(sampler: str) -> Plan:
 
 
 def _over_karras_sigmas(solver: Callable[..., torch.Tensor]) -> Plan:
-    """Plan a chapter-09 solver over K of Karras et al.'s noise levels (rho = 7, from sigma = 80 at most)."""
-    def plan(schedule: NoiseSchedule, steps: int, eta: float, clip_range: float | None) -> Run:
-        sigmas = karras_sigmas_for(schedule, check_int(steps, "steps", 1))
+    """Plan a chapter-09 solver over K of Karras et al.'s noise levels (rho = 7, from sigma_max = 80 at most, or
+    the one given: a checkpoint's own, ``defaults.Sampling``)."""
+    def plan(schedule: NoiseSchedule, steps: int, eta: float, clip_range: float | None,
+             sigma_max: float | None = None) -> Run:
+        top = {} if sigma_max is None else {"sigma_max": sigma_max}
+        sigmas = karras_sigmas_for(schedule, check_int(steps, "steps", 1), **top)
 
         def run(model: Model, x_T: torch.Tensor, *, generator: torch.Generator | None = None,
                 callback: Callback | None = None) -> torch.Tensor:
@@ -81,7 +87,9 @@ def _over_karras_sigmas(solver: Callable[..., torch.Tensor]) -> Plan:
 def _flow(solver: Callable[..., torch.Tensor]) -> Plan:
     """Plan a flow's ODE solver (``flows.py``) over K equal steps in tau, from the noise (tau = 0) to the data; a
     flow has no noise schedule. The samples are clamped to the data's range at the end (None: not clamped)."""
-    def plan(schedule: NoiseSchedule | None, steps: int, eta: float, clip_range: float | None) -> Run:
+    def plan(schedule: NoiseSchedule | None, steps: int, eta: float, clip_range: float | None,
+             sigma_max: float | None = None) -> Run:
+        _no_sigma_max(sigma_max, "a flow's solver")
         check_int(steps, "steps", 1)
 
         def run(model: Model, x_T: torch.Tensor, *, generator: torch.Generator | None = None,
@@ -94,16 +102,24 @@ def _flow(solver: Callable[..., torch.Tensor]) -> Plan:
     return plan
 
 
+def _no_sigma_max(sigma_max: float | None, what: str) -> None:
+    if sigma_max is not None:
+        raise ValueError(f"sigma_max is for the solvers over noise levels sigma (chapter 09); {what} does not "
+                         f"use one: drop it")
+
+
 @dataclass(frozen=True)
 class Sampler:
     """One way to sample. plans: what the model predicts (``EPS``, ``VELOCITY``) -> plan(schedule, steps, eta,
     clip_range) -> run, checking its settings before any work; nfe(steps): network evaluations per sample (the
-    same for every plan); noise: what it does instead of taking DDIM's eta (None: takes it)."""
+    same for every plan); noise: what it does instead of taking DDIM's eta (None: takes it); over_sigmas: whether
+    it steps a noise predictor over Karras et al.'s noise levels (which then take a ``sigma_max``)."""
 
     plans: dict[str, Plan]
     nfe: Callable[[int], int]
     about: str
     noise: str | None = None
+    over_sigmas: bool = False
 
 
 SAMPLERS: dict[str, Sampler] = {
@@ -112,18 +128,19 @@ SAMPLERS: dict[str, Sampler] = {
     "ddim": Sampler({EPS: _scheduled("ddim")}, lambda k: k, "DDIM, Song et al. 2021 (chapter 05)"),
     "euler": Sampler({EPS: _over_karras_sigmas(euler), VELOCITY: _flow(flow_euler)}, lambda k: k,
                      "Euler on the probability-flow ODE, or on a flow's (chapter 09)",
-                     "Euler solves the probability-flow ODE and adds no noise"),
+                     "Euler solves the probability-flow ODE and adds no noise", True),
     "heun": Sampler({EPS: _over_karras_sigmas(heun), VELOCITY: _flow(flow_heun)}, lambda k: 2 * k - 1,
                     "Heun, EDM's Algorithm 1, on the probability-flow ODE or a flow's (chapter 09)",
-                    "Heun solves the probability-flow ODE and adds no noise"),
+                    "Heun solves the probability-flow ODE and adds no noise", True),
     "dpmpp2m": Sampler({EPS: _over_karras_sigmas(dpmpp_2m)}, lambda k: k,
                        "DPM-Solver++(2M), Lu et al. 2022 (chapter 09)",
-                       "DPM-Solver++(2M) solves the probability-flow ODE and adds no noise"),
+                       "DPM-Solver++(2M) solves the probability-flow ODE and adds no noise", True),
     "sde": Sampler({EPS: _over_karras_sigmas(reverse_sde)}, lambda k: k,
-                   "Euler-Maruyama on the reverse SDE (chapter 09)", "the reverse SDE adds the noise its equation says"),
+                   "Euler-Maruyama on the reverse SDE (chapter 09)", "the reverse SDE adds the noise its equation says",
+                   True),
     "dpmpp2m_sde": Sampler({EPS: _over_karras_sigmas(dpmpp_2m_sde)}, lambda k: k,
                            "DPM-Solver++(2M) for the reverse SDE, Lu et al. 2022 (chapter 09)",
-                           "DPM-Solver++(2M) SDE adds the noise the reverse SDE says"),
+                           "DPM-Solver++(2M) SDE adds the noise the reverse SDE says", True),
 }
 
 
@@ -160,33 +177,12 @@ def check_eta(name: str, eta: float, predicts: str = EPS) -> None:
         raise ValueError(f"eta={eta} is DDIM's setting: {sampler.noise}. Drop eta (--eta){ddim}")
 
 
-def default_sampling(info: dict, predicts: str, fallback: tuple[str, int]) -> tuple[str, int]:
-    """The sampler and number of steps a checkpoint is sampled with when a call names none: its JSON's
-    ``"sampling"`` entry, e.g. ``{"sampler": "ddpm", "steps": 32}`` (the sampler its bench measured best, as
-    diffusers keeps a scheduler config beside each model), else ``fallback`` (the pipeline's own default).
-    info: the checkpoint's JSON (``Pretrained.info``); predicts: what its model predicts. A wrong entry is a
-    clear error naming the file, so a hand-edited JSON fails when it is loaded, not in the middle of sampling."""
-    entry = info.get("sampling")
-    if entry is None:
-        return fallback
-    where = f"{info.get('name', 'the checkpoint')}.json's \"sampling\" entry"
-    example = '{"sampler": "ddpm", "steps": 32}'
-    if not isinstance(entry, dict) or set(entry) != {"sampler", "steps"}:
-        raise ValueError(f"{where} must be like {example}, got {entry!r}: mend or delete it")
-    sampler, steps = entry["sampler"], entry["steps"]
-    if not isinstance(sampler, str) or sampler not in SAMPLERS:
-        raise ValueError(f"{where} names sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    check_fits(sampler, predicts)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"{where} has steps={steps!r}; it must be a whole number of steps, 1 or more")
-    return sampler, steps
-
-
 def plan_sampler(name: str, schedule: NoiseSchedule | None, steps: int, eta: float = 0.0,
-                 clip_range: float | None = 1.0, predicts: str = EPS) -> Run:
+                 clip_range: float | None = 1.0, predicts: str = EPS, sigma_max: float | None = None) -> Run:
     """``run(model, x_T, *, generator, callback) -> x_0`` for sampler ``name`` over ``steps`` steps, for a model
     that predicts ``predicts`` (``EPS``: on its noise ``schedule``; ``VELOCITY``: a flow, schedule None), with its
-    settings checked now (before any sampling). clip_range: the data's range (None: unbounded, latents)."""
+    settings checked now (before any sampling). clip_range: the data's range (None: unbounded, latents);
+    sigma_max: where the solvers over noise levels start (None: 80; an error for the others)."""
     sampler = check_fits(name, predicts)
     check_eta(name, eta, predicts)
-    return sampler.plans[predicts](schedule, steps, eta, clip_range)
+    return sampler.plans[predicts](schedule, steps, eta, clip_range, sigma_max)

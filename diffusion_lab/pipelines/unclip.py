@@ -189,8 +189,10 @@ class UnCLIPPipeline:
         """The decoder's sampler and steps for these arguments (None: DDIM, 50)."""
         return (self.default_sampler if sampler is None else sampler, self.default_steps if steps is None else steps)
 
-    def cost(self, sampler: str, steps: int) -> str:
-        """What one picture costs: the decoder's steps, between the prior's and the upsampler's."""
+    def cost(self, sampler: str | None = None, steps: int | None = None, **conditions: Any) -> str:
+        """What one picture of a call with these arguments costs: the decoder's steps, between the prior's and the
+        upsampler's (as ``DiffusionPipeline.cost``; the conditions do not change it)."""
+        steps = self.sampler_and_steps(sampler, steps)[1]
         return (f"{steps} decoder evaluations per picture, after {PRIOR_STEPS} of the prior and before "
                 f"{UPSAMPLER_STEPS} of the upsampler")
 
