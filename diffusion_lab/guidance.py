@@ -58,6 +58,9 @@ def check_scale(value: float, name: str = "guidance_scale") -> float:
     if value < 0:
         hint = (" To steer away from something, give it as a negative prompt instead."
                 if name == "guidance_scale" else "")
+        if name == "autoguidance_scale":
+            raise ValueError(f"{name} must be >= 0 (1 is the model alone, 1.5 steers away from its guide), got "
+                             f"{value}: a negative scale pushes the samples towards the worse model")
         raise ValueError(f"{name} must be >= 0 (0 ignores the condition), got {value}: a negative scale "
                          f"pushes the samples away from what you asked for.{hint}")
     return float(value)

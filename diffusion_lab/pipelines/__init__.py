@@ -13,6 +13,7 @@
     imagine_prompt.py     parse_prompt: Midjourney-style "--no --seed --chaos --steps --cfg" (chapter 11)
     imagine.py            the /imagine loop: a Job of four, upscale, vary, reroll, remix, vary_region (chapter 11)
     samplers.py           sampler name -> a plan: chapter 05's DDPM/DDIM, chapter 09's ODE, SDE and flow solvers
+    defaults.py           a checkpoint's own recipe, its JSON's "sampling" entry: sampler, steps, sigma_max, guide (ch. 09)
     registry.py           model kind -> pipeline, SYSTEMS of several checkpoints; load_pipeline(name)
     generate.py           generate(name, num, ...): the one-call API the CLI uses
 """
