@@ -941,7 +941,7 @@ else:
 # these say where the gap is not. What closed it was sampling the same network better: first a better sampler,
 # then a guide.
 #
-# The try, `mnist_60k`, changed two things this course had measured helping elsewhere:
+# The first try, `mnist_60k`, changed two things this course had measured helping elsewhere:
 #
 # - **Min-SNR loss weighting** (chapter 08, exercise 8.4), $w_t = \min(\mathrm{SNR}_t, 5)/\mathrm{SNR}_t$. The plain
 #   noise loss gives the nearly clean steps, where the picture is already decided, as much weight as the noisy
@@ -984,7 +984,7 @@ else:
                   f"(seeds: {', '.join(format(x['recognised'], '.1%') for x in r['per_seed'])}), FID {r['fid']:5.1f}")
 
 # %% [markdown]
-# Compare rows of equal cost, and trust only gaps bigger than the seeds' own spread (up to 3.6 points between
+# Compare rows of equal cost, and trust only gaps bigger than the seeds' own spread (up to 4.2 points between
 # the two seeds of one row above):
 #
 # - **The noise predictor did not get better.** `mnist_60k` scores 88.4 % with DDIM-50 against the shipped
@@ -1014,8 +1014,8 @@ else:
 # - **Where the solver starts matters a little.** EDM starts its solvers at $\sigma = 80$, already far beyond
 #   digits whose pixels lie in $[-1, 1]$; the steps spent up there change almost nothing. The rows "from
 #   σ=20" start lower and keep those steps for where the digits take shape: 90.1 % at 10 steps against 90.0 %
-#   from 80, 94.2 against 94.0 % at 32, within the spread of two seeds; on the eight fresh seeds of the last cell, 91.1 against 88.1 % at 10
-#   steps. A small gain, for nothing.
+#   from 80, 94.2 against 94.0 % at 32, within the spread of two seeds; on the eight fresh seeds of the last
+#   cell, 91.1 against 88.1 % at 10 steps. A small gain, for nothing.
 #
 # ### Steering away from a worse model: autoguidance
 #
@@ -1090,8 +1090,8 @@ for w, c in zip(scales, confidence):
 # digit. From the same noise with $w = 1.5$ each becomes a plain digit the classifier is sure of, and over all
 # 160, 95 % are recognised unguided and 99 % guided. Guidance did not draw other pictures: each column keeps its
 # place, size and slant, and where the unguided digit hesitated between two readings it settled on one. At
-# $w = 3$ the strokes are heavier and smoother still, for no more recognised digits here; the FID below says
-# what too much costs. The cost line counts both networks: 25 steps of `mnist` and 6 of its guide, the steps
+# $w = 3$ the strokes are heavier and smoother still, for no more recognised digits here; the FID (below) says
+# what guidance costs. The cost line counts both networks: 25 steps of `mnist` and 6 of its guide, the steps
 # whose $\sigma$ lies between 1 and 5.
 #
 # The table above measured it from seeds 0 and 1 (rows "autoguided"):
