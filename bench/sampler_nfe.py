@@ -22,6 +22,7 @@ Two parts, each one table of quality against NFE:
 
     .venv/bin/python bench/sampler_nfe.py                                # everything (about 45 min on 2 cores)
     .venv/bin/python bench/sampler_nfe.py --parts mixture                # the 2-D part alone (a few minutes)
+    .venv/bin/python bench/sampler_nfe.py --parts mnist --samplers dpmpp2m_sde   # one sampler of mnist's, added
     .venv/bin/python bench/sampler_nfe.py --num 20 --steps 1 4 --mixture-steps 2 10 --mixture-num 500 \
         --seeds 0 1 --floor-seeds 5 --mlp-steps 200 --results /tmp/nfe   # a smoke test, results kept apart
 
@@ -62,7 +63,7 @@ from diffusion_lab.training import DiffusionObjective, TrainConfig, fit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PARTS = ("mnist", "mixture")
-EPS_SAMPLERS = ("ddpm", "ddim", "euler", "heun", "dpmpp2m")
+EPS_SAMPLERS = ("ddpm", "ddim", "euler", "heun", "dpmpp2m", "dpmpp2m_sde")
 FLOW_SAMPLERS = ("euler", "heun")
 ODE_SAMPLERS = ("ddim", "euler", "heun", "dpmpp2m")  # deterministic: they solve the probability-flow ODE
 
@@ -95,13 +96,21 @@ def nfe_curve(name: str, samplers: tuple[str, ...], steps: list[int], max_nfe: i
     return rows
 
 
-def mnist_part(args: argparse.Namespace, device: torch.device) -> dict:
+def mnist_part(args: argparse.Namespace, device: torch.device, last: dict | None = None) -> dict:
+    """The MNIST curves; with ``args.samplers``, only those samplers of ``mnist`` are measured and replace their
+    rows in ``last`` (the results already there), the others kept (the flow's too)."""
     clf = load_pretrained("mnist_classifier", device=device).model
     reference, _ = mnist_tensors("test")  # (2000, 1, 28, 28)
     real = judge_samples(clf, reference, reference)  # FID 0 by construction: the recognised share is the line
+    samplers = tuple(args.samplers) if args.samplers else EPS_SAMPLERS
+    rows = nfe_curve("mnist", samplers, args.steps, args.max_nfe, args.num, args.seed, clf, reference, device)
+    if args.samplers and last:
+        kept = [r for r in last["mnist"] if r["sampler"] not in samplers]
+        order = {s: i for i, s in enumerate(EPS_SAMPLERS)}
+        rows = sorted(kept + rows, key=lambda r: (order.get(r["sampler"], len(order)), r["steps"]))
+        return {**last, "mnist": rows}
     out = {"test_digits": {"recognised": real["recognised"], "classes_present": real["classes_present"]},
-           "mnist": nfe_curve("mnist", EPS_SAMPLERS, args.steps, args.max_nfe, args.num, args.seed, clf, reference,
-                              device)}
+           "mnist": rows}
     if "mnist_flow" in read_manifest():
         out["mnist_flow"] = nfe_curve("mnist_flow", FLOW_SAMPLERS, args.steps, args.max_nfe, args.num, args.seed,
                                       clf, reference, device)
@@ -245,9 +254,12 @@ def write_markdown(results: dict, folder: Path) -> None:
     lines = [f"# Sample quality against network evaluations ({results.get('date', '?')})", "",
              f"Measured by `{results.get('command', '')}` on {results.get('hardware', '?')}; the load average was "
              f"{results.get('load_at_start', float('nan')):.2f} when it started (run it alone: times beside other "
-             "jobs are wrong). NFE: network evaluations per sample (Heun: 2K - 1 for K steps). Euler, Heun and "
-             "DPM-Solver++(2M) step over Karras et al.'s noise levels (rho = 7, sigma_max = 80); DDPM and DDIM over "
-             "chapter 05's evenly spaced steps.", ""]
+             "jobs are wrong). NFE: network evaluations per sample (Heun: 2K - 1 for K steps). Euler, Heun, "
+             "DPM-Solver++(2M) and its SDE twin step over Karras et al.'s noise levels (rho = 7, sigma_max = 80); "
+             "DDPM and DDIM over chapter 05's evenly spaced steps.", ""]
+    for added in results.get("added", []):
+        lines += [f"Rows added on {added['date']} by `{added['command']}` on {added['hardware']} (load average "
+                  f"{added['load_at_start']:.2f} at its start).", ""]
     mn = results.get("mnist")
     if mn:
         lines += ["## MNIST", "", f"{results.get('num', '?')} samples per point, seed {results.get('seed', '?')} (the "
@@ -282,6 +294,8 @@ def main() -> None:
     parser.add_argument("--max-nfe", type=int, default=128, help="leave out points above this NFE (MNIST)")
     parser.add_argument("--num", type=int, default=500, help="samples per point (MNIST)")
     parser.add_argument("--seed", type=int, default=0, help="the one seed of the MNIST samples")
+    parser.add_argument("--samplers", nargs="+", choices=EPS_SAMPLERS,
+                        help="measure only these of mnist's samplers, keeping the other rows (MNIST)")
     parser.add_argument("--mixture-steps", type=int, nargs="+", default=[1, 2, 3, 5, 10, 20, 50, 100])
     parser.add_argument("--mixture-num", type=int, default=10_000, help="points per seed (mixture)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (mixture)")
@@ -295,17 +309,23 @@ def main() -> None:
     path = args.results / "sampler_nfe.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     if "mnist" in args.parts:
-        results["mnist"] = mnist_part(args, device)
+        if args.samplers and (results.get("num"), results.get("seed")) != (args.num, args.seed):
+            parser.error("--samplers adds to results of the same --num and --seed; run without it to start afresh")
+        results["mnist"] = mnist_part(args, device, results.get("mnist"))
         results.update(num=args.num, seed=args.seed)
     if "mixture" in args.parts:
         results["mixture"] = mixture_part(args)
         results.update(mixture_num=args.mixture_num, seeds=args.seeds, floor_seeds=args.floor_seeds)
-    results.update(date=dt.date.today().isoformat(), load_at_start=load_at_start,
-                   command="python bench/sampler_nfe.py " + " ".join(
-                       f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                       for k, v in vars(args).items() if k != "results"),
-                   hardware=f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-                            f"device {device}")
+    command = "python bench/sampler_nfe.py " + " ".join(
+        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in vars(args).items() if k != "results" and v is not None)
+    hardware = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, device {device}"
+    if args.samplers:  # rows added to an earlier run: say so beside its command, which stays
+        results["added"] = [*results.get("added", []), {"command": command, "date": dt.date.today().isoformat(),
+                                                        "load_at_start": load_at_start, "hardware": hardware}]
+    else:
+        results.update(date=dt.date.today().isoformat(), load_at_start=load_at_start, command=command,
+                       hardware=hardware)
     args.results.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     write_markdown(results, args.results)
