@@ -40,7 +40,7 @@
 # - Train a flow-matching model, then straighten its paths with optimal-transport pairing and reflow.
 # - Steer a model with a worse version of itself (autoguidance), and measure what it gains and costs.
 #
-# **Run time:** about 3 minutes in full mode on a 2-core laptop CPU (154 and 167 s measured, under 0.9 GB of
+# **Run time:** about 2.5 minutes in full mode on a 2-core laptop CPU (145 to 167 s measured, under 0.9 GB of
 # memory; 34 s in quick mode); the MNIST curves of section 8 come precomputed from `bench/sampler_nfe.py`.
 
 # %%
